@@ -45,8 +45,8 @@ def build_parser():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module
-                raise
+            if exc.name is None or not module.startswith(exc.name):
+                raise  # a real import error inside an existing module
             continue  # sub-command not available in this build
         mod.add_parser(sub)
     return parser
