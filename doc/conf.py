@@ -1,0 +1,69 @@
+"""Sphinx configuration for mne-mmnet."""
+
+import os
+import sys
+from datetime import date
+
+import mne_mmnet
+
+sys.path.insert(0, os.path.abspath(".."))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+project = "mne-mmnet"
+author = "mne-mmnet developers"
+copyright = f"{date.today().year}, {author}"  # noqa: A001
+release = mne_mmnet.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+autosummary_generate = True
+autodoc_default_options = {"inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = True
+numpydoc_xref_ignore = {"of", "shape", "optional", "default", "or", "n_samples",
+                        "n_sources", "n_channels", "n_times", "batch", "like"}
+numpydoc_xref_aliases = {
+    "Forward": "mne.Forward",
+    "Evoked": "mne.Evoked",
+    "Epochs": "mne.Epochs",
+    "SourceEstimate": "mne.SourceEstimate",
+    "Label": "mne.Label",
+    "Tensor": "torch.Tensor",
+}
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "scipy": ("https://docs.scipy.org/doc/scipy", None),
+    "mne": ("https://mne.tools/stable", None),
+    "torch": ("https://docs.pytorch.org/docs/stable", None),
+}
+# offline builds: intersphinx fetches fail on machines without internet
+if os.environ.get("MNE_MMNET_OFFLINE_DOCS", "1") == "1":
+    intersphinx_mapping = {}
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["../tutorials"],
+    "gallery_dirs": ["auto_tutorials"],
+    "filename_pattern": r"/\d\d_",
+    "within_subsection_order": "FileNameSortKey",
+    "backreferences_dir": "generated",
+    "doc_module": ("mne_mmnet",),
+    "reference_url": {"mne_mmnet": None},
+    "abort_on_example_error": True,
+    "plot_gallery": "True",
+}
+nitpicky = False

@@ -1,0 +1,23 @@
+"""Benchmark of inverse methods on simulated data (the paper's Table I)."""
+
+from .run import (
+    DEFAULT_METHODS,
+    MethodSpec,
+    list_methods,
+    make_method,
+    register_method,
+    run_benchmark,
+)
+from .table import PAPER_TABLE_I, format_table, write_results
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "MethodSpec",
+    "PAPER_TABLE_I",
+    "format_table",
+    "list_methods",
+    "make_method",
+    "register_method",
+    "run_benchmark",
+    "write_results",
+]

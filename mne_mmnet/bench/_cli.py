@@ -1,0 +1,136 @@
+"""``mne-mmnet benchmark``: score inverse methods on a held-out simulated test set."""
+
+import argparse
+import sys
+
+#: Seed of generated test sets: distinct from the simulators' default (0) used
+#: for training data.
+DEFAULT_TEST_SEED = 20_240_917
+
+
+def add_parser(subparsers):
+    """Add the ``benchmark`` sub-command to an argparse sub-parser collection."""
+    from ..metrics import DEFAULT_ORDER
+    from .run import DEFAULT_METHODS
+
+    p = subparsers.add_parser(
+        "benchmark",
+        help="score inverse methods on a simulated test set (Table I)",
+        description=(
+            "Evaluate inverse methods (LE, AUC, nMSE, PSNR, TE, time per sample) on "
+            "a held-out simulated test set and write a Table I-style markdown table "
+            "and a JSON file."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--data", metavar="DIR", help="load a test set written by `mne-mmnet simulate`"
+    )
+    src.add_argument(
+        "--kind", choices=("sereega", "nmm"), default="sereega",
+        help="simulate a test set of this kind (ignored with --data)",
+    )  # fmt: skip
+    p.add_argument("-n", "--n-samples", type=int, default=1000, help="test samples")
+    p.add_argument("--seed", type=int, default=DEFAULT_TEST_SEED, help="test seed")
+    p.add_argument("--snr", type=float, default=5.0, help="sensor SNR in dB")
+    p.add_argument(
+        "--n-times", type=int, default=None,
+        help="samples per trial (simulator default: 64 SEREEGA, 500 NMM)",
+    )  # fmt: skip
+    p.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS),
+        help="comma-separated registered methods (see --list)",
+    )  # fmt: skip
+    p.add_argument("--order", type=int, default=DEFAULT_ORDER, help="LE neighbourhood")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--out", default="benchmarks/results", help="output folder")
+    p.add_argument("--tag", default=None, help="file suffix (default: the kind)")
+    p.add_argument("--scores", action="store_true", help="save per-sample scores")
+    p.add_argument(
+        "--append", action="store_true",
+        help="keep the other rows of an existing results file for the same test set",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--list", action="store_true", help="list methods and exit")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _load_data(args, fwd, adjacency):
+    from ..simulation import load_simulation, simulate_nmm, simulate_sereega
+
+    if args.data is not None:
+        sim = load_simulation(args.data)
+        if args.n_samples < len(sim):
+            sim = sim.subset(range(args.n_samples))
+        kind = sim.meta.get("kind")
+        dataset = dict(source=str(args.data), n=len(sim), **_scalar_meta(sim.meta))
+        return sim, kind if kind in ("sereega", "nmm") else None, dataset
+    kwargs = dict(seed=args.seed, snr_db=args.snr, fwd=fwd, adjacency=adjacency)
+    if args.n_times is not None:
+        kwargs["n_times"] = args.n_times
+    simulate = simulate_sereega if args.kind == "sereega" else simulate_nmm
+    sim = simulate(args.n_samples, **kwargs)
+    dataset = dict(
+        source="generated", kind=args.kind, n=len(sim), seed=args.seed,
+        snr_db=args.snr, n_times=int(sim.eeg.shape[-1]), sfreq=float(sim.sfreq),
+    )  # fmt: skip
+    return sim, args.kind, dataset
+
+
+def _scalar_meta(meta):
+    """Keep the scalar (or list-of-scalar) entries of a simulation's metadata."""
+    scalar = str | int | float | bool
+    return {
+        k: list(v) if isinstance(v, list | tuple) else v
+        for k, v in meta.items()
+        if isinstance(v, scalar)
+        or (isinstance(v, list | tuple) and all(isinstance(x, scalar) for x in v))
+    }
+
+
+def _run(args):
+    from mne.utils import use_log_level
+
+    from ..forward import read_template_adjacency, read_template_forward
+    from .run import list_methods, run_benchmark
+    from .table import write_results
+
+    registry = list_methods()
+    if args.list:
+        for name, spec in registry.items():
+            sys.stdout.write(f"{name}: {spec.description}\n")
+        return 0
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in registry]
+    if unknown:
+        sys.stderr.write(f"Unknown method(s) {unknown}; see --list.\n")
+        return 2
+    if args.n_samples < 1:
+        sys.stderr.write("--n-samples must be >= 1.\n")
+        return 2
+    with use_log_level("warning"):
+        fwd = read_template_forward()
+        adjacency = read_template_adjacency()
+        sim, kind, dataset = _load_data(args, fwd, adjacency)
+        results = run_benchmark(
+            sim, fwd, adjacency, methods=methods, order=args.order,
+            batch_size=args.batch_size, progress=not args.no_progress,
+        )  # fmt: skip
+    tag = args.tag or kind or "benchmark"
+    paths = write_results(
+        results, args.out, tag=tag, dataset=dataset, kind=kind, scores=args.scores,
+        append=args.append,
+    )  # fmt: skip
+    sys.stdout.write(paths["table"].read_text())
+    sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
+    return 0
+
+
+def main(argv=None):
+    """Run the benchmark as ``python -m mne_mmnet.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m mne_mmnet.bench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)

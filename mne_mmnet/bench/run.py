@@ -1,0 +1,299 @@
+"""Method registry and the benchmark loop (Table I of the MM-Net paper)."""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from mne.utils import _validate_type, logger, verbose
+
+from ..metrics import DEFAULT_ORDER, METRIC_NAMES, evaluate, summarize
+
+
+@dataclass
+class MethodSpec:
+    """A benchmark method: a factory turning a forward model into a solver.
+
+    Attributes
+    ----------
+    name : str
+        Row label in the tables.
+    factory : callable
+        ``factory(fwd, **options) -> solver``; ``solver(eeg, *, sfreq)`` maps
+        EEG ``(n, n_channels, n_times)`` to sources ``(n, n_sources, n_times)``
+        and may expose a ``settings`` dict that is copied into the results.
+    description : str
+        One line for ``--list`` and the results file.
+    options : dict
+        Default keyword arguments passed to ``factory``.
+    """
+
+    name: str
+    factory: object
+    description: str = ""
+    options: dict = field(default_factory=dict)
+
+
+_REGISTRY = {}
+
+
+def register_method(name, factory, *, description="", overwrite=False, **options):
+    """Add a method to the benchmark registry.
+
+    Parameters
+    ----------
+    name : str
+        Name used on the command line and as the table row (e.g. ``"MM-Net"``).
+    factory : callable
+        ``factory(fwd, **options) -> solver`` where ``solver(eeg, *, sfreq)``
+        returns an ndarray ``(n_samples, n_sources, n_times)``. The factory is
+        called once per benchmark run, so expensive set-up (an inverse operator,
+        loading network weights) belongs there.
+    description : str
+        Short description.
+    overwrite : bool
+        Replace an existing entry of the same name instead of raising.
+    **options
+        Default keyword arguments for ``factory``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken and ``overwrite`` is False.
+    """
+    _validate_type(name, str, "name")
+    if "," in name or not name.strip():
+        raise ValueError(
+            f"name must be non-empty and free of commas (the command line splits "
+            f"--methods on them), got {name!r}."
+        )
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"A benchmark method named {name!r} exists; pass overwrite=True to "
+            "replace it."
+        )
+    _REGISTRY[name] = MethodSpec(name, factory, description, dict(options))
+
+
+def list_methods():
+    """Return the registered methods.
+
+    Returns
+    -------
+    methods : dict of str to MethodSpec
+        A copy of the registry, in registration order.
+    """
+    _register_builtins()
+    return dict(_REGISTRY)
+
+
+def make_method(name, fwd, **options):
+    """Build the solver of a registered method for a forward model.
+
+    Parameters
+    ----------
+    name : str
+        A registered method name (see :func:`list_methods`).
+    fwd : mne.Forward
+        The forward model.
+    **options
+        Override the method's default options.
+
+    Returns
+    -------
+    solver : callable
+        ``solver(eeg, *, sfreq) -> sources``.
+    """
+    methods = list_methods()
+    if name not in methods:
+        raise ValueError(
+            f"Unknown benchmark method {name!r}; registered: {sorted(methods)}."
+        )
+    spec = methods[name]
+    return spec.factory(fwd, **{**spec.options, **options})
+
+
+# --------------------------------------------------------------------- built-ins
+def _minimum_norm_factory(fwd, *, method, **options):
+    from ..baselines import make_minimum_norm_solver
+
+    return make_minimum_norm_solver(fwd, method, verbose=False, **options)
+
+
+def _classical_mm_factory(fwd, **options):
+    from ..baselines import make_classical_mm_solver
+
+    return make_classical_mm_solver(fwd, **options)
+
+
+_BUILTINS_DONE = []
+
+
+def _register_builtins():
+    if _BUILTINS_DONE:
+        return
+    _BUILTINS_DONE.append(True)
+    descriptions = {
+        "MNE": "minimum-norm estimate",
+        "dSPM": "noise-normalised MNE (dSPM)",
+        "sLORETA": "standardised low-resolution tomography",
+        "eLORETA": "exact low-resolution tomography",
+    }
+    for method, text in descriptions.items():
+        if method not in _REGISTRY:
+            register_method(
+                method,
+                _minimum_norm_factory,
+                description=f"{text}, mne.minimum_norm, fixed, lambda2 = 1/9",
+                method=method,
+            )
+    if "classical MM (sLORETA start)" not in _REGISTRY:
+        register_method(
+            "classical MM (sLORETA start)",
+            _classical_mm_factory,
+            description="cosine data energy, analytic bound, directional step, "
+            "10 iterations from sLORETA; no learned parts",
+        )
+    if "classical MM (random start)" not in _REGISTRY:
+        register_method(
+            "classical MM (random start)",
+            _classical_mm_factory,
+            description="cosine data energy, analytic bound, diagonal step, "
+            "10 iterations from 1e-3 N(0, 1) (the paper's start)",
+            init="random",
+            step="diagonal",
+        )
+
+
+#: Methods run when none are named.
+DEFAULT_METHODS = (
+    "MNE",
+    "dSPM",
+    "sLORETA",
+    "eLORETA",
+    "classical MM (sLORETA start)",
+    "classical MM (random start)",
+)
+
+
+# --------------------------------------------------------------------- the loop
+@verbose
+def run_benchmark(
+    sim,
+    fwd,
+    adjacency,
+    *,
+    methods=DEFAULT_METHODS,
+    method_options=None,
+    order=DEFAULT_ORDER,
+    batch_size=50,
+    progress=True,
+    verbose=None,
+):
+    """Run methods on a simulated test set and score them.
+
+    Parameters
+    ----------
+    sim : mne_mmnet.simulation.Simulation
+        Test set (``eeg``, ``sources``, ``seeds``, ``patch_masks``, ``sfreq``).
+    fwd : mne.Forward
+        The forward model used to simulate ``sim``.
+    adjacency : scipy.sparse array
+        Source adjacency graph (for the localisation error).
+    methods : sequence of str
+        Registered method names (see :func:`list_methods`).
+    method_options : dict of str to dict | None
+        Per-method keyword arguments overriding the registered defaults.
+    order : int
+        Neighbourhood order of the localisation error (see
+        :func:`mne_mmnet.metrics.evaluate`).
+    batch_size : int
+        Samples passed to a solver at once.
+    progress : bool
+        Show a tqdm progress bar per method.
+    verbose : bool | str | int | None
+        Control verbosity of the logging output (see :func:`mne.verbose`).
+
+    Returns
+    -------
+    results : dict
+        ``{"n_samples", "sfreq", "order", "methods": {name: {...}}}``; each method
+        entry holds ``metrics`` (means), ``std`` (standard deviations over
+        samples), ``n_valid`` (samples where each metric is defined),
+        ``runtime_per_sample_s`` (solver time only), ``setup_s`` (factory time),
+        ``settings`` and ``description``; ``scores`` holds the per-sample arrays.
+
+    Notes
+    -----
+    Every method receives the same EEG (not re-referenced: each method applies
+    the average reference itself) and is scored against the same ground truth,
+    with the simulation's patch masks as the AUC labels.
+    """
+    from tqdm.auto import tqdm
+
+    _validate_type(batch_size, "int", "batch_size")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    method_options = {} if method_options is None else dict(method_options)
+    registry = list_methods()
+    unknown = [m for m in methods if m not in registry]
+    if unknown:
+        raise ValueError(
+            f"Unknown benchmark method(s) {unknown}; registered: {sorted(registry)}."
+        )
+    n = len(sim)
+    positions = np.asarray(fwd["source_rr"])
+    out = dict(n_samples=n, sfreq=float(sim.sfreq), order=order, methods={})
+    for name in methods:
+        t0 = time.perf_counter()
+        solver = make_method(name, fwd, **method_options.get(name, {}))
+        setup = time.perf_counter() - t0
+        logger.info(f"{name}: set up in {setup:.2f} s")
+        scores = {key: [] for key in METRIC_NAMES}
+        solve_time = 0.0
+        with tqdm(total=n, desc=name, unit="sample", disable=not progress) as bar:
+            for start in range(0, n, batch_size):
+                sl = slice(start, min(start + batch_size, n))
+                t0 = time.perf_counter()
+                estimate = np.asarray(solver(sim.eeg[sl], sfreq=sim.sfreq))
+                solve_time += time.perf_counter() - t0
+                batch = evaluate(
+                    estimate,
+                    sim.sources[sl],
+                    seeds=sim.seeds[sl],
+                    positions=positions,
+                    adjacency=adjacency,
+                    sfreq=sim.sfreq,
+                    order=order,
+                    active=sim.patch_masks[sl],
+                    verbose=False,
+                )
+                for key in METRIC_NAMES:
+                    scores[key].append(batch[key])
+                bar.update(sl.stop - sl.start)
+        scores = {key: np.concatenate(value) for key, value in scores.items()}
+        out["methods"][name] = dict(
+            description=registry[name].description,
+            metrics=summarize(scores),
+            std={k: float(np.nanstd(v)) for k, v in scores.items()},
+            n_valid={k: int(np.sum(~np.isnan(v))) for k, v in scores.items()},
+            runtime_per_sample_s=solve_time / n,
+            setup_s=setup,
+            settings=_jsonable(getattr(solver, "settings", {})),
+            scores=scores,
+        )
+    return out
+
+
+def _jsonable(obj):
+    """Best-effort conversion of settings to JSON-friendly types."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return repr(obj)

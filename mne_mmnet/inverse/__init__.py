@@ -1,0 +1,11 @@
+"""MNE-facing inverse functions."""
+
+from ._api import KNOWN_MODELS, apply_mmnet_inverse, apply_mmnet_inverse_epochs
+from ._prepare import MIN_CHANNELS
+
+__all__ = [
+    "KNOWN_MODELS",
+    "MIN_CHANNELS",
+    "apply_mmnet_inverse",
+    "apply_mmnet_inverse_epochs",
+]

@@ -1,0 +1,231 @@
+"""Public MNE-facing inverse functions: Evoked / Epochs in, SourceEstimate out."""
+
+import numpy as np
+from mne import BaseEpochs, SourceEstimate
+from mne.utils import _validate_type, logger, verbose
+
+from ..utils import _get_device
+from ._prepare import _prepare_data, _prepare_leadfield
+
+#: names accepted by ``model=`` besides a path or a module; ``None`` is the
+#: hand-crafted (untrained) MM solver
+KNOWN_MODELS = ("sereega", "nmm")
+
+
+@verbose
+def apply_mmnet_inverse(
+    evoked,
+    fwd,
+    model="sereega",
+    *,
+    n_iter=None,
+    device=None,
+    seed=0,
+    return_trace=False,
+    verbose=None,
+):
+    """Estimate cortical sources of an Evoked with MM-Net.
+
+    Parameters
+    ----------
+    evoked : mne.Evoked
+        EEG data. Good EEG channels are used (any subset of the template's 90
+        channels, at least 16); bad channels are left out. The data are
+        average-referenced (with the same projection applied to the
+        leadfield); the object is not modified.
+    fwd : mne.Forward
+        Fixed-orientation forward model on the fsaverage template: the
+        994-region template of :func:`mne_mmnet.read_template_forward`, or a
+        vertex-level fsaverage forward on all 10,242 vertices of each hemisphere
+        of an ico-5 source space, which is summed over the template regions.
+    model : str | path-like | torch.nn.Module | None
+        ``"sereega"`` (default) or ``"nmm"`` for the pretrained models, a path
+        to a saved model, an :class:`mne_mmnet.networks.MMNet`, or ``None`` for
+        the hand-crafted MM solver (curvature bound as step, no learned parts).
+    n_iter : int | None
+        Number of MM iterations; ``None`` uses the model's own setting.
+    device : str | torch.device | None
+        Where to compute; ``None`` uses CUDA when available, else the CPU.
+    seed : int | None
+        Seed of the solver's random start (the result is reproducible for a
+        given seed).
+    return_trace : bool
+        Also return the solver trace (energy per iteration, safeguard counts),
+        e.g. for :func:`mne_mmnet.viz.plot_convergence`.
+    %(verbose)s
+
+    Returns
+    -------
+    stc : mne.SourceEstimate
+        Region amplitudes (A·m), one row per template region, placed at each
+        region's representative vertex; ``tmin = evoked.times[0]``,
+        ``tstep = 1 / sfreq``, subject from the source space.
+    trace : SolverTrace
+        Only if ``return_trace=True``.
+
+    Raises
+    ------
+    TypeError
+        If ``evoked`` is not an :class:`mne.Evoked` or ``fwd`` not an
+        :class:`mne.Forward`.
+    ValueError
+        If the data or forward cannot be used (no or too few EEG channels,
+        channels missing from ``fwd``, non-finite or all-zero data, current
+        source density, free orientation, a source space other than the
+        template, an unknown model name, too few time samples, CUDA asked for
+        but absent). Each message says what was found and what to do.
+
+    Notes
+    -----
+    The MM-Net energy compares directions (cosine similarities), so its
+    minimiser has no scale. Amplitudes are restored by the least-squares fit
+    of the predicted data to the (referenced) measurements: the returned
+    sources are ``a * x`` with ``a = <L x, y> / <L x, L x>``.
+
+    References
+    ----------
+    .. [1] MM-Net: learned Majorization-Minimization networks with curvature
+       guarantees for EEG source imaging (2026), v2.
+    """
+    return _apply(
+        evoked,
+        fwd,
+        model,
+        n_iter=n_iter,
+        device=device,
+        seed=seed,
+        return_trace=return_trace,
+    )
+
+
+def _apply(evoked, fwd, model, *, n_iter, device, seed, return_trace, name="evoked"):
+    data, ch_names, proj, reference = _prepare_data(evoked, name=name)
+    gain, vertices, subject = _prepare_leadfield(fwd, ch_names)
+    logger.info(
+        f"    {len(ch_names)} EEG channels, {data.shape[1]} time samples, "
+        f"reference: {reference}"
+    )
+    y = (proj @ data)[np.newaxis]
+    leadfield = proj @ gain
+    sources, trace = _solve(y, leadfield, model, n_iter, device, seed)
+    stc = SourceEstimate(
+        sources[0],
+        vertices=vertices,
+        tmin=evoked.times[0],
+        tstep=1.0 / evoked.info["sfreq"],
+        subject=subject,
+    )
+    return (stc, trace) if return_trace else stc
+
+
+def _resolve_model(model, device):
+    """Load ``model`` (name, path, module or None) onto ``device``."""
+    if model is None:
+        return None
+    from ..pretrained import load_model
+
+    if isinstance(model, str) and model not in KNOWN_MODELS:
+        from pathlib import Path
+
+        if not Path(model).exists():
+            raise ValueError(
+                f"model must be one of {list(KNOWN_MODELS)}, a path to a saved "
+                f"model, an MMNet module or None; got {model!r}, which is neither "
+                "a known name nor an existing file."
+            )
+    return load_model(model, device=device)
+
+
+def _solve(y, leadfield, model, n_iter, device, seed):
+    """Run the solver on (batch, n_ch, T) data; return scaled sources."""
+    from ..solver import solve_mm
+
+    device = _get_device(device)
+    net = _resolve_model(model, device)
+    min_times = getattr(net, "min_n_times", 1)
+    if y.shape[-1] < min_times:
+        raise ValueError(
+            f"The data have {y.shape[-1]} time samples; this model needs at least "
+            f"{min_times}. Use a longer time window."
+        )
+    x, trace = solve_mm(
+        y,
+        leadfield,
+        model=net,
+        n_iter=n_iter,
+        device=device,
+        seed=seed,
+        dtype="float32",
+        return_trace=True,
+    )
+    x = np.asarray(x, dtype=np.float64)
+    return _restore_scale(x, leadfield, y), trace
+
+
+def _restore_scale(x, leadfield, y):
+    """Least-squares amplitude ``a`` per sample so that ``a L x`` fits ``y``."""
+    pred = np.einsum("cs,bst->bct", leadfield, x)
+    num = np.einsum("bct,bct->b", pred, y)
+    den = np.einsum("bct,bct->b", pred, pred)
+    scale = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return x * scale[:, np.newaxis, np.newaxis]
+
+
+@verbose
+def apply_mmnet_inverse_epochs(
+    epochs,
+    fwd,
+    model="sereega",
+    *,
+    n_iter=None,
+    device=None,
+    seed=0,
+    return_generator=False,
+    verbose=None,
+):
+    """Estimate cortical sources of each epoch with MM-Net.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        EEG epochs; see :func:`apply_mmnet_inverse` for channel and reference
+        handling. The object is not modified.
+    fwd : mne.Forward
+        The forward model, as in :func:`apply_mmnet_inverse`.
+    model : str | path-like | torch.nn.Module | None
+        The model, as in :func:`apply_mmnet_inverse`; it is loaded once.
+    n_iter : int | None
+        Number of MM iterations; ``None`` uses the model's own setting.
+    device : str | torch.device | None
+        Where to compute.
+    seed : int | None
+        Seed of the random start; epoch ``k`` uses ``seed + k``.
+    return_generator : bool
+        Return a generator yielding one stc per epoch instead of a list, for
+        many epochs.
+    %(verbose)s
+
+    Returns
+    -------
+    stcs : list of mne.SourceEstimate | generator
+        One source estimate per epoch.
+    """
+    _validate_type(epochs, BaseEpochs, "epochs", "mne.Epochs")
+    _validate_type(return_generator, bool, "return_generator")
+    net = _resolve_model(model, _get_device(device))
+    gen = _epochs_generator(epochs, fwd, net, n_iter, device, seed)
+    return gen if return_generator else list(gen)
+
+
+def _epochs_generator(epochs, fwd, net, n_iter, device, seed):
+    for k, evoked in enumerate(epochs.iter_evoked(copy=True)):
+        yield _apply(
+            evoked,
+            fwd,
+            net,
+            n_iter=n_iter,
+            device=device,
+            seed=None if seed is None else seed + k,
+            return_trace=False,
+            name=f"epochs[{k}]",
+        )

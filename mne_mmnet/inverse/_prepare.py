@@ -1,0 +1,188 @@
+"""Turn MNE objects into the (data, leadfield) pair the solvers work on.
+
+Everything that can go wrong with a user's Evoked or Forward is checked here,
+once, with an error that says what was found and what to do.
+"""
+
+import numpy as np
+from mne import Evoked, Forward
+from mne._fiff.constants import FIFF
+from mne._fiff.pick import pick_types
+from mne._fiff.proj import make_projector
+from mne.utils import _validate_type, logger
+
+from ..forward import read_template_labels
+from ..forward.template import N_REGIONS
+
+#: Fewest good EEG channels we accept. The networks live in source space, so
+#: any subset of the template montage works, but below this the 994-region
+#: problem is so under-determined that no localisation is meaningful.
+MIN_CHANNELS = 16
+#: Vertices per hemisphere of fsaverage5, and of an ico-5 source space on
+#: fsaverage (FreeSurfer's icosahedral surfaces nest, so both use 0..10241).
+_N_FSAVERAGE5 = 10242
+
+
+def _prepare_data(evoked, *, name="evoked"):
+    """Pick good EEG channels and check values and reference.
+
+    Returns the data (n_channels, n_times), the channel names, the projector
+    to apply to data and leadfield rows alike, and a text saying which
+    reference was used.
+    """
+    _validate_type(evoked, Evoked, name, "mne.Evoked")
+    info = evoked.info
+    picks = pick_types(info, meg=False, eeg=True, exclude="bads")
+    n_eeg_all = len(pick_types(info, meg=False, eeg=True, exclude=()))
+    if n_eeg_all == 0:
+        raise ValueError(
+            f"{name} has no EEG channels (channel types found: "
+            f"{sorted(set(evoked.get_channel_types()))}). MM-Net is an EEG "
+            "inverse solver: pass EEG data."
+        )
+    if len(picks) < MIN_CHANNELS:
+        raise ValueError(
+            f"{name} has {len(picks)} good EEG channels ({n_eeg_all} EEG, "
+            f"{n_eeg_all - len(picks)} marked bad); at least {MIN_CHANNELS} are "
+            "needed. Interpolate bad channels (evoked.interpolate_bads()) instead "
+            "of dropping them."
+        )
+    ch_names = [info["ch_names"][p] for p in picks]
+    data = evoked.data[picks].astype(np.float64)  # a copy: never modify input
+    if not np.isfinite(data).all():
+        bad = [ch_names[i] for i in np.unique(np.nonzero(~np.isfinite(data))[0])]
+        raise ValueError(
+            f"{name} contains NaN or inf values in {len(bad)} EEG channel(s) "
+            f"({', '.join(bad[:10])}{', ...' if len(bad) > 10 else ''}). Mark them "
+            "as bad or interpolate them before the inverse."
+        )
+    proj, reference = _reference_projector(info, ch_names, name)
+    referenced = proj @ data
+    scale = np.abs(data).max()
+    if scale == 0 or np.abs(referenced).max() <= 1e-12 * scale:
+        raise ValueError(
+            f"{name}'s EEG data are {'all zero' if scale == 0 else 'identical on '
+            'every channel'}; after the average reference nothing is left to "
+            "localise. Check the data or the channel selection."
+        )
+    return data, ch_names, proj, reference
+
+
+def _reference_projector(info, ch_names, name):
+    """The projector (n_ch, n_ch) that gives average-referenced data.
+
+    Average reference is a projection, so applying it to data and leadfield
+    alike is exact for any common-reference recording (a single electrode,
+    linked mastoids, the average). It is not applicable to current source
+    density, which is refused.
+    """
+    custom = info.get("custom_ref_applied", FIFF.FIFFV_MNE_CUSTOM_REF_OFF)
+    if custom == FIFF.FIFFV_MNE_CUSTOM_REF_CSD:
+        raise ValueError(
+            f"{name} holds current source density (CSD) data, which no forward "
+            "model describes. Apply MM-Net to the EEG before "
+            "mne.preprocessing.compute_current_source_density."
+        )
+    n = len(ch_names)
+    average = np.eye(n) - np.full((n, n), 1.0 / n)
+    # every other EEG projector (SSP) must act on the leadfield too, as in MNE
+    other = [
+        p
+        for p in info["projs"]
+        if p["desc"] != "Average EEG reference"
+        and any(c in ch_names for c in p["data"]["col_names"])
+    ]
+    proj = np.eye(n)
+    if other:
+        proj, n_proj, _ = make_projector(other, ch_names)
+        logger.info(f"    Applying {n_proj} EEG projection vector(s) to data and fwd")
+    has_avg_proj = any(p["desc"] == "Average EEG reference" for p in info["projs"])
+    if has_avg_proj:
+        reference = "average (projector)"
+    elif custom == FIFF.FIFFV_MNE_CUSTOM_REF_ON:
+        # set_eeg_reference() to the average or to electrodes: still a common
+        # reference, so re-referencing data and leadfield to the average is exact
+        reference = "average (re-referenced from a custom reference)"
+        logger.info("    Re-referencing the custom EEG reference to the average")
+    else:
+        reference = "average (applied by mne-mmnet)"
+        logger.info(
+            "    No EEG reference information found: applying an average "
+            "reference to data and leadfield (exact for common-reference data)"
+        )
+    return average @ proj, reference
+
+
+def _prepare_leadfield(fwd, ch_names):
+    """Template-region leadfield rows for ``ch_names`` and the stc layout.
+
+    Returns ``(leadfield, vertices, subject)``, leadfield ``(n_ch, 994)``.
+    """
+    _validate_type(fwd, Forward, "fwd", "mne.Forward")
+    if not fwd["surf_ori"] or fwd["source_ori"] != FIFF.FIFFV_MNE_FIXED_ORI:
+        raise ValueError(
+            "fwd must have fixed source orientation (one column per source), got "
+            f"a free-orientation forward with {fwd['nsource']} sources x 3. Use "
+            "mne_mmnet.read_template_forward(), or convert yours with "
+            "mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)."
+        )
+    missing = [ch for ch in ch_names if ch not in fwd["sol"]["row_names"]]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} good EEG channel(s) of the data are not in fwd: "
+            f"{', '.join(missing)}. Mark them as bad (evoked.info['bads']) or drop "
+            "them; MM-Net supports any subset of the template's 90 channels "
+            "(mne_mmnet.forward.TEMPLATE_CH_NAMES)."
+        )
+    rows = [fwd["sol"]["row_names"].index(ch) for ch in ch_names]
+    gain = np.asarray(fwd["sol"]["data"], np.float64)[rows]
+    src = fwd["src"]
+    vertices = [np.asarray(s["vertno"]) for s in src]
+    subject = src._subject
+    template = _template_vertices()
+    n_src = sum(len(v) for v in vertices)
+    if (
+        len(vertices) == 2
+        and n_src == N_REGIONS
+        and all(np.array_equal(v, t) for v, t in zip(vertices, template))
+    ):
+        return gain, vertices, subject
+    if len(vertices) == 2 and all(
+        s["np"] >= _N_FSAVERAGE5 and np.array_equal(v, np.arange(_N_FSAVERAGE5))
+        for s, v in zip(src, vertices)
+    ):
+        logger.info(
+            "    Summing the vertex-level fsaverage5/ico-5 forward over the "
+            f"{N_REGIONS} template regions"
+        )
+        return gain @ _region_membership(), template, subject or "fsaverage"
+    raise ValueError(
+        f"fwd has {n_src} sources in {len(vertices)} source space(s); MM-Net "
+        f"needs the fsaverage template layout: either the {N_REGIONS}-region "
+        "template (mne_mmnet.read_template_forward()) or a fixed-orientation "
+        "fsaverage forward using all 10,242 vertices of each hemisphere of an "
+        "ico-5 source space (mne.setup_source_space('fsaverage', 'ico5')). "
+        "For another subject, morph or compute on fsaverage."
+    )
+
+
+def _template_vertices():
+    from ..forward import read_template_forward
+
+    return [np.asarray(s["vertno"]) for s in read_template_forward(verbose=False)["src"]]
+
+
+def _region_membership():
+    """Sparse (20484, 994) matrix summing vertex columns into regions."""
+    from scipy import sparse
+
+    labels = read_template_labels(verbose=False)
+    rows, cols = [], []
+    for ri, label in enumerate(labels):
+        offset = 0 if label.hemi == "lh" else _N_FSAVERAGE5
+        rows.append(label.vertices + offset)
+        cols.append(np.full(len(label.vertices), ri))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sparse.csr_array(
+        (np.ones(len(rows)), (rows, cols)), shape=(2 * _N_FSAVERAGE5, N_REGIONS)
+    )

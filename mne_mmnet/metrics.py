@@ -1,0 +1,514 @@
+"""Source-imaging accuracy metrics of Reynaud et al. (2024), vectorised over samples.
+
+All metrics compare an estimate ``J_hat`` with the ground truth ``J``, both shaped
+``(n_samples, n_sources, n_times)``, around the seed(s) (patch centres) of each
+sample. For each seed ``s`` the reference instant is ``t_s = argmax_t |J[s, t]|``.
+
+* **LE** (mm): distance between the seed and the largest ``|J_hat[:, t_s]|`` inside
+  the seed's order-``order`` neighbourhood on the source adjacency graph.
+* **TE** (ms): ``|t_s - argmax_t |J_hat[s_hat, t]||`` at that estimated peak.
+* **nMSE**: mean over sources of the squared difference of ``J[:, t_s]`` and
+  ``J_hat[:, t_s]``, each divided by its largest absolute value.
+* **AUC**: ROC area over sources at ``t_s``, label ``J[i, t_s] != 0`` (or a given
+  activity mask), score ``|J_hat[i, t_s]|``.
+* **PSNR** (dB): ``10 log10(1 / MSE)`` between ``J / max|J|`` and
+  ``J_hat / max|J_hat|`` over the whole source-by-time matrix (signal range 1).
+
+Seed-wise values are averaged over the seeds of a sample (seeds padded with -1
+are ignored).
+"""
+
+import numpy as np
+from mne.utils import _validate_type, logger, verbose
+from scipy import sparse
+from scipy.stats import rankdata
+
+#: Default neighbourhood order for the localisation error (see ``evaluate``).
+DEFAULT_ORDER = 5
+
+METRIC_NAMES = ("localization_error", "auc", "nmse", "psnr", "time_error")
+
+_CHUNK = 64  # samples processed at once: bounds the float64 temporaries
+
+
+# --------------------------------------------------------------------------- inputs
+def _to_numpy(data, name):
+    """Return ``data`` as a 3-D ndarray (n_samples, n_sources, n_times)."""
+    from mne import SourceEstimate
+
+    if isinstance(data, SourceEstimate):
+        data = [data]
+    if (
+        isinstance(data, list | tuple)
+        and len(data)
+        and all(isinstance(d, SourceEstimate) for d in data)
+    ):
+        data = np.stack([d.data for d in data])
+    elif hasattr(data, "detach") and hasattr(data, "cpu"):  # torch.Tensor
+        data = data.detach().cpu().numpy()
+    _validate_type(data, np.ndarray, name, "ndarray, torch.Tensor or SourceEstimate")
+    if data.ndim != 3:
+        raise ValueError(
+            f"{name} must be shaped (n_samples, n_sources, n_times), got shape "
+            f"{data.shape}. Add a leading axis for a single sample."
+        )
+    if not np.issubdtype(data.dtype, np.floating):
+        data = data.astype(np.float64)
+    return data
+
+
+def _check_pair(estimate, ground_truth):
+    estimate = _to_numpy(estimate, "estimate")
+    ground_truth = _to_numpy(ground_truth, "ground_truth")
+    if estimate.shape != ground_truth.shape:
+        raise ValueError(
+            f"estimate and ground_truth must have the same shape, got "
+            f"{estimate.shape} and {ground_truth.shape}."
+        )
+    return estimate, ground_truth
+
+
+def _check_seeds(seeds, n_samples, n_sources):
+    if hasattr(seeds, "detach"):
+        seeds = seeds.detach().cpu().numpy()
+    seeds = np.asarray(seeds)
+    if seeds.ndim == 1:
+        seeds = seeds[:, np.newaxis]
+    if seeds.ndim != 2 or seeds.shape[0] != n_samples:
+        raise ValueError(
+            f"seeds must be shaped (n_samples, max_seeds) = ({n_samples}, k) with -1 "
+            f"padding, got shape {seeds.shape}."
+        )
+    if not np.issubdtype(seeds.dtype, np.integer):
+        raise TypeError(f"seeds must hold integers, got dtype {seeds.dtype}.")
+    if seeds.size and (seeds.max() >= n_sources or seeds.min() < -1):
+        raise ValueError(
+            f"seeds must be source indices in [0, {n_sources}) or -1 (padding), got "
+            f"values in [{seeds.min()}, {seeds.max()}]."
+        )
+    if not np.all((seeds >= 0).any(axis=1)):
+        bad = np.flatnonzero(~(seeds >= 0).any(axis=1))
+        raise ValueError(
+            f"every sample needs at least one seed; samples {bad} have none."
+        )
+    return seeds.astype(np.int64)
+
+
+def _check_positions(positions, n_sources):
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (n_sources, 3):
+        raise ValueError(
+            f"positions must be shaped ({n_sources}, 3) in metres, got "
+            f"{positions.shape}."
+        )
+    if np.abs(positions).max() > 1.0:
+        raise ValueError(
+            "positions must be in metres, but some exceed 1 m in absolute value; "
+            "divide millimetre positions by 1000."
+        )
+    return positions
+
+
+def neighborhood(adjacency, order):
+    """Boolean mask of the sources within ``order`` hops of each source.
+
+    Parameters
+    ----------
+    adjacency : scipy.sparse array | ndarray, shape (n_sources, n_sources)
+        Symmetric source adjacency graph (non-zero = neighbours).
+    order : int
+        Number of hops (``0`` keeps each source alone).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (n_sources, n_sources)
+        ``mask[i, j]`` is True when ``j`` is reachable from ``i`` in at most
+        ``order`` steps (breadth-first search by powers of ``I + adjacency``).
+    """
+    _validate_type(order, "int", "order")
+    if order < 0:
+        raise ValueError(f"order must be >= 0, got {order}.")
+    adjacency = sparse.csr_array(adjacency, dtype=np.float64)
+    n = adjacency.shape[0]
+    if adjacency.shape != (n, n):
+        raise ValueError(f"adjacency must be square, got shape {adjacency.shape}.")
+    step = sparse.csr_array((adjacency != 0).astype(np.float64)) + sparse.eye_array(
+        n, format="csr"
+    )
+    reach = sparse.eye_array(n, format="csr")
+    for _ in range(order):
+        reach = sparse.csr_array(((reach @ step) > 0).astype(np.float64))
+    return reach.toarray() > 0
+
+
+def _check_neighborhood(adjacency, order, n_sources):
+    mask = neighborhood(adjacency, order)
+    if mask.shape != (n_sources, n_sources):
+        raise ValueError(
+            f"adjacency must be ({n_sources}, {n_sources}) to match the estimate, got "
+            f"{mask.shape}."
+        )
+    return mask
+
+
+# --------------------------------------------------------------------------- workers
+def _max_abs_normalize(a, axis):
+    """Divide by the largest absolute value along ``axis`` (all-zero stays zero)."""
+    scale = np.abs(a).max(axis=axis, keepdims=True)
+    return a / np.where(scale > 0, scale, 1.0)
+
+
+def _seed_mean(values, valid):
+    """Average seed-wise values (n, k) over the valid seeds of each sample."""
+    values = np.where(valid, values, 0.0)
+    return values.sum(axis=1) / valid.sum(axis=1)
+
+
+def _seed_quantities(estimate, ground_truth, seeds):
+    """Per-seed reference instants and spatial maps at those instants."""
+    rows = np.arange(len(seeds))[:, np.newaxis]
+    safe = np.where(seeds >= 0, seeds, 0)
+    t_ref = np.abs(ground_truth[rows, safe, :]).argmax(axis=-1)  # (n, k)
+    # advanced indices split by a slice -> their axes come first: (n, k, n_sources)
+    est_maps = np.asarray(estimate[rows, :, t_ref], dtype=np.float64)
+    gt_maps = np.asarray(ground_truth[rows, :, t_ref], dtype=np.float64)
+    return safe, t_ref, est_maps, gt_maps
+
+
+def _peak_in_neighborhood(est_maps, safe, mask):
+    """Index of the largest |estimate| inside each seed's neighbourhood."""
+    score = np.where(mask[safe], np.abs(est_maps), -np.inf)
+    return score.argmax(axis=-1)  # ties -> lowest index
+
+
+def _le_te(estimate, ground_truth, seeds, positions, mask, sfreq):
+    valid = seeds >= 0
+    safe, t_ref, est_maps, _ = _seed_quantities(estimate, ground_truth, seeds)
+    peak = _peak_in_neighborhood(est_maps, safe, mask)
+    le = 1e3 * np.linalg.norm(positions[safe] - positions[peak], axis=-1)
+    rows = np.arange(len(seeds))[:, np.newaxis]
+    t_hat = np.abs(estimate[rows, peak, :]).argmax(axis=-1)
+    te = None if sfreq is None else 1e3 * np.abs(t_ref - t_hat) / sfreq
+    return _seed_mean(le, valid), None if te is None else _seed_mean(te, valid)
+
+
+def _nmse(estimate, ground_truth, seeds):
+    _, _, est_maps, gt_maps = _seed_quantities(estimate, ground_truth, seeds)
+    diff = _max_abs_normalize(gt_maps, -1) - _max_abs_normalize(est_maps, -1)
+    return _seed_mean((diff**2).mean(axis=-1), seeds >= 0)
+
+
+def _auc(estimate, ground_truth, seeds, active):
+    _, _, est_maps, gt_maps = _seed_quantities(estimate, ground_truth, seeds)
+    labels = (
+        gt_maps != 0
+        if active is None
+        else np.broadcast_to(active[:, np.newaxis, :], gt_maps.shape)
+    )
+    ranks = rankdata(np.abs(est_maps), axis=-1)  # average ranks for ties
+    n_pos = labels.sum(axis=-1)
+    n_neg = labels.shape[-1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = ((ranks * labels).sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (
+            n_pos * n_neg
+        )
+    valid = (seeds >= 0) & (n_pos > 0) & (n_neg > 0)
+    out = np.full(len(seeds), np.nan)
+    has = valid.any(axis=1)
+    out[has] = _seed_mean(value[has], valid[has])
+    return out
+
+
+def _psnr(estimate, ground_truth):
+    n = len(estimate)
+    est = _max_abs_normalize(estimate.reshape(n, -1).astype(np.float64), -1)
+    gt = _max_abs_normalize(ground_truth.reshape(n, -1).astype(np.float64), -1)
+    mse = ((gt - est) ** 2).mean(axis=-1)
+    with np.errstate(divide="ignore"):
+        return -10.0 * np.log10(mse)  # range 1 -> 10 log10(1 / mse); inf if exact
+
+
+def _chunked(func, n, *arrays):
+    """Apply ``func`` to consecutive sample chunks of ``arrays`` and concatenate."""
+    out = []
+    for start in range(0, n, _CHUNK):
+        sl = slice(start, start + _CHUNK)
+        out.append(func(*(a[sl] if a is not None else None for a in arrays)))
+    if isinstance(out[0], tuple):
+        return tuple(
+            None if out[0][i] is None else np.concatenate([o[i] for o in out])
+            for i in range(len(out[0]))
+        )
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def localization_error(
+    estimate, ground_truth, *, seeds, positions, adjacency, order=DEFAULT_ORDER
+):
+    """Localisation error (mm) of the estimated peak near each seed.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times); numpy
+        arrays, torch tensors or (lists of) :class:`mne.SourceEstimate`.
+    seeds : array of int, shape (n_samples, max_seeds) | (n_samples,)
+        Patch-centre indices, padded with -1.
+    positions : array, shape (n_sources, 3)
+        Source positions in metres.
+    adjacency : scipy.sparse array, shape (n_sources, n_sources)
+        Source adjacency graph.
+    order : int
+        Neighbourhood order searched around each seed (default
+        :data:`DEFAULT_ORDER`).
+
+    Returns
+    -------
+    le : ndarray, shape (n_samples,)
+        ``1000 * ||r[seed] - r[peak]||`` averaged over the seeds of each sample.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    n, n_sources, _ = estimate.shape
+    seeds = _check_seeds(seeds, n, n_sources)
+    positions = _check_positions(positions, n_sources)
+    mask = _check_neighborhood(adjacency, order, n_sources)
+    return _chunked(
+        lambda e, g, s: _le_te(e, g, s, positions, mask, None)[0],
+        n,
+        estimate,
+        ground_truth,
+        seeds,
+    )
+
+
+def time_error(estimate, ground_truth, *, seeds, adjacency, sfreq, order=DEFAULT_ORDER):
+    """Time error (ms) between the true and estimated peaks.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times).
+    seeds : array of int, shape (n_samples, max_seeds) | (n_samples,)
+        Patch-centre indices, padded with -1.
+    adjacency : scipy.sparse array, shape (n_sources, n_sources)
+        Source adjacency graph (locates the estimated peak as for the LE).
+    sfreq : float
+        Sampling frequency in Hz.
+    order : int
+        Neighbourhood order (see :func:`localization_error`).
+
+    Returns
+    -------
+    te : ndarray, shape (n_samples,)
+        ``1000 * |t_s - argmax_t |J_hat[s_hat, t]|| / sfreq`` averaged over seeds.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    n, n_sources, _ = estimate.shape
+    seeds = _check_seeds(seeds, n, n_sources)
+    sfreq = _check_sfreq(sfreq)
+    mask = _check_neighborhood(adjacency, order, n_sources)
+    zeros = np.zeros((n_sources, 3))
+    return _chunked(
+        lambda e, g, s: _le_te(e, g, s, zeros, mask, sfreq)[1],
+        n,
+        estimate,
+        ground_truth,
+        seeds,
+    )
+
+
+def nmse(estimate, ground_truth, *, seeds):
+    """Normalised mean squared error of the spatial maps at the seeds' peaks.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times).
+    seeds : array of int, shape (n_samples, max_seeds) | (n_samples,)
+        Patch-centre indices, padded with -1.
+
+    Returns
+    -------
+    nmse : ndarray, shape (n_samples,)
+        Mean over sources of ``(J[:, t_s] / max|J[:, t_s]| - J_hat[:, t_s] /
+        max|J_hat[:, t_s]|) ** 2``, averaged over seeds. An all-zero map is left
+        at zero rather than divided by zero.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    seeds = _check_seeds(seeds, *estimate.shape[:2])
+    return _chunked(_nmse, len(estimate), estimate, ground_truth, seeds)
+
+
+def auc(estimate, ground_truth, *, seeds, active=None):
+    """Area under the ROC curve separating active from inactive sources.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times).
+    seeds : array of int, shape (n_samples, max_seeds) | (n_samples,)
+        Patch-centre indices, padded with -1.
+    active : array of bool, shape (n_samples, n_sources) | None
+        Which sources are truly active. ``None`` (default) labels as active the
+        sources with ``J[i, t_s] != 0`` at each seed's reference instant; pass the
+        simulation's patch masks when the ground truth has background activity
+        everywhere (e.g. neural-mass simulations).
+
+    Returns
+    -------
+    auc : ndarray, shape (n_samples,)
+        In [0, 1], averaged over seeds; ties in the score count one half (the
+        Mann-Whitney statistic, equal to :func:`sklearn.metrics.roc_auc_score`).
+        NaN where a sample has only active or only inactive sources.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    n, n_sources, _ = estimate.shape
+    seeds = _check_seeds(seeds, n, n_sources)
+    active = _check_active(active, n, n_sources)
+    return _chunked(_auc, n, estimate, ground_truth, seeds, active)
+
+
+def psnr(estimate, ground_truth):
+    """Peak signal-to-noise ratio (dB) of the max-normalised source matrices.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times).
+
+    Returns
+    -------
+    psnr : ndarray, shape (n_samples,)
+        ``10 log10(1 / MSE)`` between ``J / max|J|`` and ``J_hat / max|J_hat|``
+        over all sources and times (signal range 1). ``inf`` for an exact match
+        (up to a positive factor): it is not capped, so a mean over samples with
+        one exact estimate is ``inf`` too.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    return _chunked(_psnr, len(estimate), estimate, ground_truth)
+
+
+@verbose
+def evaluate(
+    estimate,
+    ground_truth,
+    *,
+    seeds,
+    positions,
+    adjacency,
+    sfreq,
+    order=DEFAULT_ORDER,
+    active=None,
+    verbose=None,
+):
+    """Compute the five metrics of Reynaud et al. (2024) for each sample.
+
+    Parameters
+    ----------
+    estimate, ground_truth : array-like
+        Estimated and true sources, shape (n_samples, n_sources, n_times): numpy
+        arrays, torch tensors, or an :class:`mne.SourceEstimate` / a list of them.
+    seeds : array of int, shape (n_samples, max_seeds) | (n_samples,)
+        Patch-centre indices, padded with -1 (e.g. ``Simulation.seeds``).
+    positions : array, shape (n_sources, 3)
+        Source positions in metres (e.g. ``fwd["source_rr"]``).
+    adjacency : scipy.sparse array, shape (n_sources, n_sources)
+        Source adjacency graph (e.g. ``read_template_adjacency()``).
+    sfreq : float
+        Sampling frequency in Hz (for the time error in ms).
+    order : int
+        Order of the graph neighbourhood searched for the estimated peak
+        (default :data:`DEFAULT_ORDER` = 5, see Notes).
+    active : array of bool, shape (n_samples, n_sources) | None
+        True active sources for the AUC (see :func:`auc`).
+    verbose : bool | str | int | None
+        Control verbosity of the logging output (see :func:`mne.verbose`).
+
+    Returns
+    -------
+    scores : dict of str to ndarray, shape (n_samples,)
+        Keys ``"localization_error"`` (mm), ``"auc"`` (fraction in [0, 1]),
+        ``"nmse"``, ``"psnr"`` (dB) and ``"time_error"`` (ms), one value per sample
+        (seed-wise values averaged over each sample's seeds). Use
+        :func:`summarize` for the means.
+
+    Notes
+    -----
+    Reynaud et al. search the estimated peak in a graph neighbourhood of the
+    seed whose order ranges from 2 to 7 in their code. The default, order 5,
+    is the largest patch order of the SEREEGA-like protocol (orders 1-5), so the
+    search region covers every simulated patch (about 5 x 11 mm around the seed
+    on the 994-region template) without reaching across the brain. On the
+    template at 5 dB it also reproduces the paper's classical rows (300 test
+    samples: MNE 21.6 mm, sLORETA 14.0 mm against the paper's 21.06 and 14.82;
+    orders 2 / 3 / 7 give MNE 14.7 / 18.0 / 22.8 and sLORETA 11.6 / 13.1 /
+    14.2 mm).
+    Ties in the arg-maxima resolve to the lowest index.
+
+    References
+    ----------
+    .. [1] Reynaud S., Merlini A., Ben Salem D., Rousseau F. (2024). Comparison
+       of deep learning methods for EEG source imaging. EMBC.
+    """
+    estimate, ground_truth = _check_pair(estimate, ground_truth)
+    n, n_sources, _ = estimate.shape
+    seeds = _check_seeds(seeds, n, n_sources)
+    positions = _check_positions(positions, n_sources)
+    sfreq = _check_sfreq(sfreq)
+    active = _check_active(active, n, n_sources)
+    mask = _check_neighborhood(adjacency, order, n_sources)
+    logger.info(f"Evaluating {n} samples (neighbourhood order {order})")
+
+    def _all(e, g, s, a):
+        le, te = _le_te(e, g, s, positions, mask, sfreq)
+        return le, _auc(e, g, s, a), _nmse(e, g, s), _psnr(e, g), te
+
+    values = _chunked(_all, n, estimate, ground_truth, seeds, active)
+    return dict(zip(METRIC_NAMES, values))
+
+
+def summarize(scores):
+    """Average per-sample scores over samples.
+
+    Parameters
+    ----------
+    scores : dict of str to ndarray
+        Output of :func:`evaluate`.
+
+    Returns
+    -------
+    means : dict of str to float
+        Mean of each metric over the samples where it is defined (NaN ignored;
+        an infinite PSNR makes the PSNR mean infinite).
+    """
+    _validate_type(scores, dict, "scores")
+    means = {}
+    for key, value in scores.items():
+        value = np.asarray(value, dtype=np.float64)
+        finite = ~np.isnan(value)
+        means[key] = float(value[finite].mean()) if finite.any() else float("nan")
+    return means
+
+
+def _check_sfreq(sfreq):
+    _validate_type(sfreq, "numeric", "sfreq")
+    if not sfreq > 0:
+        raise ValueError(f"sfreq must be positive (Hz), got {sfreq}.")
+    return float(sfreq)
+
+
+def _check_active(active, n_samples, n_sources):
+    if active is None:
+        return None
+    if hasattr(active, "detach"):
+        active = active.detach().cpu().numpy()
+    active = np.asarray(active)
+    if active.shape != (n_samples, n_sources) or active.dtype != bool:
+        raise ValueError(
+            f"active must be a boolean array shaped ({n_samples}, {n_sources}), got "
+            f"dtype {active.dtype} and shape {active.shape}."
+        )
+    return active

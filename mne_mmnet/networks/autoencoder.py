@@ -1,0 +1,297 @@
+"""SoftReLU convolutional autoencoder prior of MM-Net and its certified norms.
+
+The prior ``Phi`` of eq. (8) is an N-layer network with ``z_1 = x``,
+``a_l = softrelu(z_l)`` and ``z_{l+1} = W_l a_l + b_l``; ``Phi(x) = z_{N+1}``.
+Sources are channels and every ``W_l`` is a 1-D convolution along time with
+zero "same" padding, so one model serves any number of time samples.
+
+The curvature bound of Proposition 1 needs **upper** bounds of the operator
+norms ``||W_l||_2``. They are computed here from the convolution's symbol
+(see :func:`conv_operator_norm`) and cached per model until a weight changes.
+"""
+
+import math
+
+import torch
+from mne.utils import _validate_type
+from torch import nn
+
+from ..utils import _torch_generator
+
+# relative inflation that absorbs float64 rounding in the certified norms
+_ROUNDING_SLACK = 1e-9
+
+
+def softrelu(z, eps):
+    """SoftReLU ``(z + sqrt(z**2 + eps**2)) / 2``, a smooth ReLU."""
+    return 0.5 * (z + torch.sqrt(z * z + eps * eps))
+
+
+def softrelu_grad(z, eps):
+    """First derivative of :func:`softrelu`, in (0, 1)."""
+    return 0.5 * (1.0 + z / torch.sqrt(z * z + eps * eps))
+
+
+def softrelu_hess(z, eps):
+    """Second derivative of :func:`softrelu`, in (0, 1 / (2 eps)]."""
+    return 0.5 * eps * eps / (z * z + eps * eps) ** 1.5
+
+
+def _tap_grams(weight):
+    """Lag matrices ``G_d = sum_{t - s = d} W_s^T W_t`` (or ``W_t W_s^T``).
+
+    The Gram matrix of the symbol is then ``sum_d G_d exp(-i w d)``; the
+    smaller of the two channel dimensions is used.
+    """
+    k = weight.shape[-1]
+    taps = weight.permute(2, 0, 1)  # (k, out, in)
+    if taps.shape[1] < taps.shape[2]:
+        taps = taps.transpose(1, 2)  # Gram of W W^T has the same spectrum
+    grams = {}
+    for d in range(k):
+        grams[d] = sum(taps[s].T @ taps[s + d] for s in range(k - d))
+    return grams
+
+
+def _max_gram_eig(grams, omegas, chunk=16):
+    """``max_w lambda_max(sum_d G_d exp(-i w d))`` over the given frequencies."""
+    out = []
+    g0 = grams[0].to(torch.complex128)
+    for start in range(0, len(omegas), chunk):
+        w = omegas[start : start + chunk].to(torch.complex128)
+        mats = g0.expand(len(w), *g0.shape).clone()
+        for d in range(1, len(grams)):
+            phase = torch.exp(-1j * w * d)[:, None, None]
+            gd = grams[d].to(torch.complex128)
+            mats += phase * gd + (phase * gd).conj().transpose(-2, -1)
+        out.append(torch.linalg.eigvalsh(mats)[:, -1])
+    return torch.cat(out).max().clamp_min(0)
+
+
+def conv_operator_norm(weight, n_times=None, *, n_grid=64):
+    """Certified upper bound of the norm of a zero-padded 1-D convolution.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (out_channels, in_channels, kernel_size)
+        Weights of a ``Conv1d`` with odd ``kernel_size`` and "same" padding.
+    n_times : int | None
+        Signal length ``T``. ``None`` returns a bound valid for every ``T``.
+    n_grid : int
+        Intervals of the frequency grid on ``[0, pi]`` used for the
+        ``T``-independent bound (and for long signals).
+
+    Returns
+    -------
+    norm : float
+        An upper bound of ``||W||_2`` for the convolution seen as a linear map
+        ``R^{in x T} -> R^{out x T}``.
+
+    Notes
+    -----
+    A length-``T`` zero-padded convolution with a ``k``-tap kernel is the
+    restriction of a circular convolution on ``M >= T + k - 1`` points (pad the
+    input with zeros: no output sample wraps around; keep the first ``T``
+    outputs). Restriction and zero-padding have norm 1 and the DFT
+    block-diagonalises the circular convolution, so its norm is
+    ``max_m sigma_max(W_hat(2 pi m / M))`` with the symbol
+    ``W_hat(w) = sum_t W_t exp(-i w t)``. When ``M = T + k - 1`` needs no more
+    than ``n_grid + 1`` frequencies (a real kernel makes ``m`` and ``M - m``
+    equivalent) this maximum is computed exactly and returned.
+
+    Otherwise a bound valid for every ``T`` is returned. With
+    ``P(w) = W_hat(w)^H W_hat(w) = sum_{|d| < k} G_d exp(-i w d)`` and any unit
+    vector ``v``, ``p_v(w) = v^H P(w) v`` is a real non-negative trigonometric
+    polynomial of degree ``n = k - 1``, so Bernstein's inequality gives
+    ``|p_v'| <= n sup p_v <= n S`` with ``S = sup_w lambda_max(P(w))``. Every
+    ``w`` lies within ``h / 2`` of a point of the grid of spacing
+    ``h = pi / n_grid`` on ``[0, pi]`` (``P(-w) = conj(P(w))``), hence
+    ``S <= max_grid + n S h / 2``, i.e. ``S <= max_grid / (1 - n h / 2)``. The
+    bound is ``sqrt(S)``. Everything is computed in float64 and inflated by
+    ``1e-9`` relative to absorb rounding.
+    """
+    _validate_type(weight, torch.Tensor, "weight")
+    if weight.ndim != 3 or weight.shape[-1] % 2 != 1:
+        raise ValueError(
+            "weight must have shape (out_channels, in_channels, kernel_size) with "
+            f"an odd kernel_size, got shape {tuple(weight.shape)}."
+        )
+    _validate_type(n_grid, "int-like", "n_grid")
+    w = weight.detach().to(torch.float64)
+    k = w.shape[-1]
+    if n_times is not None:
+        _validate_type(n_times, "int-like", "n_times")
+        n_times = int(n_times)
+        if n_times < 1:
+            raise ValueError(f"n_times must be >= 1, got {n_times}.")
+    degree = k - 1
+    n_grid = max(int(n_grid), degree + 1)
+    grams = _tap_grams(w)
+    if n_times is not None and (n_times + k - 1) // 2 <= n_grid:
+        n_points = n_times + k - 1
+        m = torch.arange(n_points // 2 + 1, dtype=torch.float64, device=w.device)
+        sq_norm = _max_gram_eig(grams, 2 * math.pi * m / n_points)
+    else:
+        omegas = torch.linspace(0, math.pi, n_grid + 1, dtype=torch.float64)
+        grid_max = _max_gram_eig(grams, omegas.to(w.device))
+        sq_norm = grid_max / (1 - degree * (math.pi / n_grid) / 2)
+    return math.sqrt(float(sq_norm)) * (1 + _ROUNDING_SLACK)
+
+
+class SoftReLUAutoencoder(nn.Module):
+    """N-layer SoftReLU convolutional autoencoder used as the MM-Net prior.
+
+    Parameters
+    ----------
+    n_sources : int
+        Number of sources (input and output channels).
+    hidden : tuple of int
+        Channels of the hidden layers; ``len(hidden) + 1`` convolutions.
+    kernel_size : int
+        Odd temporal kernel size ("same" zero padding).
+    eps : float
+        SoftReLU smoothing ``eps > 0``; ``softrelu'' <= 1 / (2 eps)``.
+    seed : int | None
+        Seed of the weight initialisation (``None``: torch's global RNG).
+
+    Notes
+    -----
+    The layout follows Appendix B of Tran et al. (2026): ``z_1 = x``,
+    ``a_l = softrelu(z_l)``, ``z_{l+1} = W_l a_l + b_l`` for ``l = 1..N`` and
+    ``Phi(x) = z_{N+1}`` (the activation is applied to the input, the output
+    layer is linear). Inputs have shape (batch, n_sources, n_times) for any
+    ``n_times >= 1``. The solver feeds the prior unit-RMS inputs (see
+    :func:`mne_mmnet.solver.normalize_sources`), so train it on that scale.
+    """
+
+    def __init__(
+        self,
+        n_sources=994,
+        hidden=(256, 128, 256),
+        *,
+        kernel_size=3,
+        eps=0.5,
+        seed=None,
+    ):
+        super().__init__()
+        _validate_type(n_sources, "int-like", "n_sources")
+        _validate_type(kernel_size, "int-like", "kernel_size")
+        _validate_type(eps, "numeric", "eps")
+        hidden = tuple(int(h) for h in hidden)
+        if int(n_sources) < 1 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"n_sources and hidden sizes must be >= 1, got {n_sources} and "
+                f"{hidden}."
+            )
+        if int(kernel_size) < 1 or int(kernel_size) % 2 != 1:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}.")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}.")
+        self.n_sources = int(n_sources)
+        self.hidden = hidden
+        self.kernel_size = int(kernel_size)
+        self.eps = float(eps)
+        channels = (self.n_sources, *hidden, self.n_sources)
+        self.layers = nn.ModuleList(
+            nn.Conv1d(c_in, c_out, self.kernel_size, padding=self.kernel_size // 2)
+            for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        if seed is not None:
+            self._reset_parameters(_torch_generator(seed))
+        self._norm_cache = {}
+
+    @torch.no_grad()
+    def _reset_parameters(self, generator):
+        # torch's Conv1d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both
+        for conv in self.layers:
+            bound = 1.0 / math.sqrt(conv.in_channels * conv.kernel_size[0])
+            for param in (conv.weight, conv.bias):
+                param.uniform_(-bound, bound, generator=generator)
+
+    @property
+    def conv_layers(self):
+        """The convolutions ``W_1 .. W_N`` as a list."""
+        return list(self.layers)
+
+    def forward(self, x):
+        """Return ``Phi(x)`` for ``x`` of shape (batch, n_sources, n_times)."""
+        z = x
+        for conv in self.layers:
+            z = conv(softrelu(z, self.eps))
+        return z
+
+    def forward_with_preactivations(self, x):
+        """Return ``Phi(x)`` and the pre-activations ``[z_1, ..., z_N]``.
+
+        ``z_1 = x`` and ``z_l`` is the input of the l-th SoftReLU.
+        """
+        phi, pre, _ = self._forward_all(x)
+        return phi, pre
+
+    def _forward_all(self, x):
+        """``Phi(x)``, pre-activations ``[z_l]`` and activations ``[a_l]``."""
+        z = x
+        pre, acts = [], []
+        for conv in self.layers:
+            pre.append(z)
+            acts.append(softrelu(z, self.eps))
+            z = conv(acts[-1])
+        return z, pre, acts
+
+    def operator_norms(self, n_times=None, *, refresh=0.01):
+        """Certified upper bounds of ``||W_l||_2``, one per layer (float64 tensor).
+
+        Parameters
+        ----------
+        n_times : int | None
+            Signal length; ``None`` gives bounds valid for every length.
+        refresh : float
+            Relative slack after which a layer's norm is recomputed from
+            scratch (see Notes); 0 recomputes on every weight change.
+
+        Returns
+        -------
+        norms : torch.Tensor, shape (n_layers,)
+            On the CPU. Cached until a weight changes (keyed on each weight's
+            storage and in-place version counter).
+
+        Notes
+        -----
+        Each layer keeps a reference copy ``W_ref`` of its weights and the
+        certified norm of :func:`conv_operator_norm` at ``W_ref``. After the
+        weights change (e.g. an optimiser step) the bound is updated with the
+        triangle inequality, ``||W|| <= ||W_ref|| + sum_t ||W_t - W_ref,t||_F``
+        (a convolution's norm is at most the sum of its taps' norms), which
+        is still certified and costs one pass over the weights; once that
+        slack exceeds ``refresh`` times the reference norm, the norm is
+        recomputed and the reference reset.
+        """
+        versions = tuple(
+            (c.weight.data_ptr(), c.weight._version, c.weight.device)
+            for c in self.layers
+        )
+        key = None if n_times is None else int(n_times)
+        entry = self._norm_cache.get(key)
+        if entry is not None and entry["versions"] == versions:
+            return entry["norms"]
+        if entry is None:
+            if len(self._norm_cache) > 16:
+                self._norm_cache.clear()
+            entry = {"refs": [None] * len(self.layers)}
+            self._norm_cache[key] = entry
+        norms = []
+        for idx, conv in enumerate(self.layers):
+            weight = conv.weight.detach()
+            ref = entry["refs"][idx]
+            if ref is not None and ref[0].shape == weight.shape:
+                delta = (weight.to(torch.float64) - ref[0]).flatten(0, 1)
+                slack = float(torch.linalg.vector_norm(delta, dim=0).sum())
+                if slack <= refresh * ref[1]:
+                    norms.append(ref[1] + slack * (1 + _ROUNDING_SLACK))
+                    continue
+            norm = conv_operator_norm(weight, n_times)
+            entry["refs"][idx] = (weight.to(torch.float64).clone(), norm)
+            norms.append(norm)
+        entry["versions"] = versions
+        entry["norms"] = torch.tensor(norms, dtype=torch.float64)
+        return entry["norms"]

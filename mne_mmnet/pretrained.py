@@ -1,0 +1,313 @@
+"""Pretrained MM-Net weights: save, fetch (pooch) and load without pickle.
+
+A model file is a :func:`torch.save` archive of plain containers only (str,
+numbers, lists, dicts and tensors): the format tag, the model's JSON config,
+free-form JSON metadata and the state dict. It is read back with
+``torch.load(weights_only=True)``, which refuses any pickled object, so a
+model file cannot execute code.
+
+Named models (``"sereega"``, ``"nmm"``) are looked up first among the files
+shipped inside the package (``mne_mmnet/data/models/``), which makes the
+default work offline, then in a local cache filled by :mod:`pooch` from
+``MNE_MMNET_MODELS_URL``. Every named file is checked against the sha256
+registry shipped with the package (``mne_mmnet/data/models/registry.txt``).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from mne.utils import _validate_type, get_config, logger, verbose
+
+from ._version import __version__
+from .networks.mmnet import MMNet
+from .utils import _get_device
+
+_FORMAT = "mne-mmnet-model"
+_FORMAT_VERSION = 1
+_SHIPPED_DIR = Path(__file__).parent / "data" / "models"
+_REGISTRY_NAME = "registry.txt"
+_MODEL_NAMES = ("sereega", "nmm")
+# Placeholder: no release hosts the weights yet. Set MNE_MMNET_MODELS_URL to a
+# directory URL (ending in "/") that serves "<name>.pt" files.
+_DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"
+_URL_ENV = "MNE_MMNET_MODELS_URL"
+
+
+def _sha256(fname):
+    digest = hashlib.sha256()
+    with open(fname, "rb") as fid:
+        for block in iter(lambda: fid.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_registry(fname=None):
+    """Registry ``{file name: sha256}`` (pooch's text format, 'name hash')."""
+    fname = _SHIPPED_DIR / _REGISTRY_NAME if fname is None else Path(fname)
+    registry = {}
+    if not fname.is_file():
+        return registry
+    for line in fname.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, digest = line.split()[:2]
+        registry[name] = digest.split(":", 1)[-1].lower()
+    return registry
+
+
+def _cache_dir(path):
+    if path is None:
+        base = get_config("MNE_DATA", os.path.join("~", "mne_data"))
+        return Path(base).expanduser() / "mne_mmnet_models"
+    _validate_type(path, "path-like", "path")
+    return Path(path).expanduser()
+
+
+def _fix_hint(name, fname):
+    return (
+        f"Delete {fname} and call fetch_model({name!r}, force_update=True) (or "
+        "load_model again) to download a fresh copy."
+    )
+
+
+@verbose
+def fetch_model(name, *, path=None, force_update=False, verbose=None):
+    """Get the file of a named pretrained model, downloading it if needed.
+
+    Parameters
+    ----------
+    name : str
+        One of ``"sereega"`` (trained on SEREEGA-like extended sources, 64
+        samples) or ``"nmm"`` (neural mass model spikes).
+    path : path-like | None
+        Download cache; default ``<MNE_DATA>/mne_mmnet_models`` where
+        ``MNE_DATA`` is MNE's config value (``~/mne_data`` when unset).
+    force_update : bool
+        Download again even if a valid copy is cached (the copy shipped in the
+        package is then ignored).
+    %(verbose)s
+
+    Returns
+    -------
+    fname : Path
+        The verified model file.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown, has no registered hash, or a file does not
+        match its registered sha256.
+    RuntimeError
+        If the download fails.
+
+    Notes
+    -----
+    Files are downloaded from the directory URL in the environment variable
+    ``MNE_MMNET_MODELS_URL``; the built-in default is a placeholder until the
+    weights are published.
+    """
+    import pooch
+
+    _validate_type(name, str, "name")
+    if name not in _MODEL_NAMES:
+        raise ValueError(
+            f"Unknown pretrained model {name!r}; available: {list(_MODEL_NAMES)}. "
+            "To load your own weights pass their file path to load_model."
+        )
+    fname = f"{name}.pt"
+    registry = _read_registry()
+    if fname not in registry:
+        raise ValueError(
+            f"No sha256 registered for {fname!r} in {_SHIPPED_DIR / _REGISTRY_NAME}: "
+            "the model has not been published for this version of mne-mmnet. "
+            "Train one with `mne-mmnet train` and load it by path."
+        )
+    expected = registry[fname]
+    shipped = _SHIPPED_DIR / fname
+    if shipped.is_file() and not force_update:
+        if _sha256(shipped) != expected:
+            raise ValueError(
+                f"The shipped model file {shipped} does not match its registered "
+                "sha256: the installation is damaged. Reinstall mne-mmnet, or "
+                f"download a copy with fetch_model({name!r}, force_update=True)."
+            )
+        logger.debug(f"Using the shipped model {shipped}")
+        return shipped
+    cache = _cache_dir(path)
+    target = cache / fname
+    if force_update and target.exists():
+        target.unlink()
+    base_url = os.environ.get(_URL_ENV, _DEFAULT_URL)
+    if not base_url.endswith("/"):
+        base_url += "/"
+    fetcher = pooch.create(
+        path=cache,
+        base_url=base_url,
+        registry={fname: f"sha256:{expected}"},
+        retry_if_failed=1,
+    )
+    try:
+        out = fetcher.fetch(fname, progressbar=logger.level <= 20)
+    except ValueError as exc:  # pooch's hash check of the download
+        raise ValueError(
+            f"The file downloaded from {base_url}{fname} does not match its "
+            f"registered sha256 ({expected}); it was not kept in {cache}. "
+            f"Check {_URL_ENV} (currently {base_url!r}) points at weights for "
+            f"mne-mmnet {__version__}, or upgrade mne-mmnet. Details: {exc}"
+        ) from None
+    except Exception as exc:  # network errors from requests / urllib
+        raise RuntimeError(
+            f"Could not download {fname} from {base_url}: {exc}. If you are "
+            f"offline, copy the file into {cache} or set {_URL_ENV}."
+        ) from exc
+    return Path(out)
+
+
+def _json_clean(obj, name):
+    try:
+        return json.loads(json.dumps(obj))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be JSON serialisable: {exc}") from None
+
+
+@verbose
+def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
+    """Save an MM-Net (config, metadata and weights) without pickled objects.
+
+    Parameters
+    ----------
+    model : MMNet
+        The model.
+    fname : path-like
+        Output file (``.pt``).
+    metadata : dict | None
+        JSON-serialisable information kept with the weights (training data,
+        arguments, validation scores).
+    overwrite : bool
+        Replace an existing file.
+    %(verbose)s
+
+    Returns
+    -------
+    fname : Path
+        The file written.
+    """
+    _validate_type(model, MMNet, "model")
+    _validate_type(fname, "path-like", "fname")
+    _validate_type(metadata, (dict, None), "metadata")
+    fname = Path(fname).expanduser()
+    if fname.exists() and not overwrite:
+        raise FileExistsError(f"{fname} exists; pass overwrite=True to replace it.")
+    content = dict(
+        format=_FORMAT,
+        format_version=_FORMAT_VERSION,
+        package_version=__version__,
+        config=_json_clean(model.config, "model.config"),
+        metadata=_json_clean(metadata or {}, "metadata"),
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    )
+    fname.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fname.with_name(f".{fname.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(content, tmp)
+        os.replace(tmp, fname)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    logger.info(f"Saved MM-Net weights to {fname}")
+    return fname
+
+
+def _read_model_file(fname, hint):
+    try:
+        content = torch.load(fname, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"Could not read MM-Net weights from {fname}: the file is corrupt, "
+            "truncated, not an mne-mmnet model file, or holds pickled objects "
+            f"(refused: files are loaded with weights_only=True). {hint} "
+            f"Details: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(content, dict) or content.get("format") != _FORMAT:
+        raise ValueError(f"{fname} is not an mne-mmnet model file. {hint}")
+    if content.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(
+            f"{fname} has model format version {content.get('format_version')}, "
+            f"this mne-mmnet ({__version__}) reads version {_FORMAT_VERSION}; "
+            "upgrade mne-mmnet or re-save the model."
+        )
+    return content
+
+
+@verbose
+def load_model(model, *, device=None, verbose=None):
+    """Load an MM-Net in evaluation mode.
+
+    Parameters
+    ----------
+    model : str | path-like | MMNet
+        A pretrained model name (``"sereega"``, ``"nmm"``, see
+        :func:`fetch_model`), the path of a file written by
+        :func:`save_model`, or a model (returned as is).
+    device : str | torch.device | None
+        Where to put the model (default CUDA when available, else CPU).
+    %(verbose)s
+
+    Returns
+    -------
+    model : MMNet
+        The model in eval mode; ``model.metadata`` holds the file's metadata.
+
+    Raises
+    ------
+    ValueError
+        If the file is corrupt, holds pickled objects, or its weights do not
+        match its config.
+    """
+    device = _get_device(device)
+    if isinstance(model, MMNet):
+        return model.to(device).eval()
+    _validate_type(model, ("path-like",), "model", "name, path or MMNet")
+    if isinstance(model, str) and model in _MODEL_NAMES and not Path(model).exists():
+        fname = fetch_model(model)
+        hint = _fix_hint(model, fname)
+    else:
+        fname = Path(model).expanduser()
+        if not fname.is_file():
+            raise FileNotFoundError(
+                f"No model file {fname}; pass an existing path or one of the "
+                f"pretrained names {list(_MODEL_NAMES)}."
+            )
+        hint = "Re-save it with mne_mmnet.pretrained.save_model."
+    content = _read_model_file(fname, hint)
+    try:
+        net = MMNet.from_config(content["config"])
+        net.load_state_dict(content["state_dict"], strict=True)
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"The weights in {fname} do not match their config: {exc}. {hint}"
+        ) from None
+    net.metadata = content.get("metadata", {})
+    logger.info(f"Loaded MM-Net from {fname}")
+    return net.to(device).eval()
+
+
+def _install_shipped_model(src, name):
+    """Copy a trained model into the package and register its sha256."""
+    if name not in _MODEL_NAMES:
+        raise ValueError(f"name must be one of {_MODEL_NAMES}, got {name!r}.")
+    _read_model_file(src, "")  # refuse anything load_model would refuse
+    _SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    dest = _SHIPPED_DIR / f"{name}.pt"
+    shutil.copyfile(src, dest)
+    registry = _read_registry()
+    registry[dest.name] = _sha256(dest)
+    lines = ["# mne-mmnet pretrained models: file name, sha256 (pooch format)"]
+    lines += [f"{k} sha256:{v}" for k, v in sorted(registry.items())]
+    (_SHIPPED_DIR / _REGISTRY_NAME).write_text("\n".join(lines) + "\n")
+    return dest

@@ -1,0 +1,23 @@
+"""Simulated EEG data sets: SEREEGA-like patches and Jansen-Rit neural masses."""
+
+from ._base import Simulation
+from ._generate import generate_dataset, shard_seed
+from ._jansen_rit import jansen_rit
+from .io import SimulationDataset, load_simulation, save_simulation
+from .nmm import simulate_nmm
+from .noise import add_noise, measure_snr
+from .sereega import simulate_sereega
+
+__all__ = [
+    "Simulation",
+    "SimulationDataset",
+    "add_noise",
+    "generate_dataset",
+    "jansen_rit",
+    "load_simulation",
+    "measure_snr",
+    "save_simulation",
+    "shard_seed",
+    "simulate_nmm",
+    "simulate_sereega",
+]

@@ -1,0 +1,55 @@
+"""Linear inverse kernels (MNE, sLORETA) computed in torch from a leadfield."""
+
+import torch
+from mne.utils import _check_option, _validate_type
+
+
+def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
+    """Minimum-norm (or sLORETA) inverse kernel with identity noise covariance.
+
+    Parameters
+    ----------
+    L : torch.Tensor, shape (n_channels, n_sources)
+        Leadfield (average-referenced if the data are).
+    method : 'mne' | 'sloreta'
+        Plain minimum norm, or its sLORETA standardisation.
+    lambda2 : float
+        Regularisation, in MNE's units (``1 / SNR**2``).
+
+    Returns
+    -------
+    kernel : torch.Tensor, shape (n_sources, n_channels)
+        ``x = kernel @ y``; float64 on ``L``'s device.
+
+    Notes
+    -----
+    ``K = L' (L L' + lambda2 * tr(L L') / rank(L) * I)^{-1}``. MNE scales the
+    source covariance so that the whitened gain has ``tr(G G') = n_nonzero``,
+    the rank of the whitened noise covariance; with an identity covariance and
+    an average-referenced leadfield that rank equals ``rank(L)`` (one less than
+    the number of channels), which is why the trace is divided by the rank.
+    sLORETA divides row ``k`` of ``K`` by ``sqrt((K L)_kk)``, the square root
+    of the resolution matrix's diagonal (Pascual-Marqui 2002); MNE's sLORETA
+    output equals this up to one global factor (its noise normalisation also
+    carries the source-covariance scaling), which the scale-free MM energy
+    ignores.
+    """
+    _validate_type(L, torch.Tensor, "L")
+    _check_option("method", method, ("mne", "sloreta"))
+    _validate_type(lambda2, "numeric", "lambda2")
+    if L.ndim != 2:
+        raise ValueError(
+            f"L must be 2-D (n_channels, n_sources), got {tuple(L.shape)}."
+        )
+    if lambda2 <= 0:
+        raise ValueError(f"lambda2 must be > 0, got {lambda2}.")
+    G = L.detach().to(torch.float64)
+    gram = G @ G.T
+    rank = torch.linalg.matrix_rank(G)
+    reg = lambda2 * torch.trace(gram) / rank
+    eye = torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
+    kernel = torch.linalg.solve(gram + reg * eye, G).T
+    if method == "sloreta":
+        resolution_diag = (kernel * G.T).sum(1)
+        kernel = kernel / torch.sqrt(resolution_diag)[:, None]
+    return kernel

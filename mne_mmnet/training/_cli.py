@@ -1,0 +1,165 @@
+"""``mne-mmnet train``: train MM-Net on simulated data."""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _int_tuple(text):
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 256,128, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_parser(subparsers):
+    """Add the ``train`` sub-command."""
+    p = subparsers.add_parser(
+        "train",
+        help="train MM-Net (truncated bilevel, Algorithm 1) on simulated data",
+        description=(
+            "Train MM-Net on a simulation directory written by `mne-mmnet "
+            "simulate`. Run under `torchrun --nproc_per_node N` for data-parallel "
+            "training (gloo on CPU, NCCL on GPU)."
+        ),
+    )
+    add = p.add_argument
+    add("--data", required=True, type=Path, help="training simulation directory")
+    add("--val-data", type=Path, help="validation simulation directory")
+    add(
+        "--out",
+        required=True,
+        type=Path,
+        help="output directory (checkpoint, train_log.jsonl, loss.png, model.pt)",
+    )
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--config",
+        type=Path,
+        help="JSON model config (MMNet.config); overrides the options below",
+    )
+    g.add_argument(
+        "--prior-hidden",
+        type=_int_tuple,
+        default=(256, 128),
+        help="hidden channels of the autoencoder prior (default 256,128)",
+    )
+    g.add_argument("--curvature-embed", type=int, default=64)
+    g.add_argument("--curvature-hidden", type=int, default=64)
+    g.add_argument(
+        "--bound",
+        choices=("analytic", "hvp", "none"),
+        default="analytic",
+        help="projection bound; 'none' trains R-MM-Net",
+    )
+    g.add_argument("--n-iter", type=int, default=10, help="inner MM iterations")
+    g.add_argument("--init", choices=("random", "mne", "sloreta"), default="random")
+    g.add_argument(
+        "--leadfield",
+        type=Path,
+        help=".npy leadfield (n_channels, n_sources); default the template",
+    )
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=10)
+    o.add_argument("--max-steps", type=int)
+    o.add_argument("--batch-size", type=int, default=8, help="global batch size")
+    o.add_argument("--lr", type=float, default=5e-4)
+    o.add_argument("--gradient", choices=("full", "jfb"), default="full")
+    o.add_argument("--jfb-last", type=int, default=1)
+    o.add_argument("--jfb-restarts", type=int, default=0)
+    o.add_argument(
+        "--prior-steps",
+        type=int,
+        default=0,
+        help="denoising pretraining steps of the prior",
+    )
+    o.add_argument("--prior-lr", type=float, default=1e-3)
+    o.add_argument("--prior-noise", type=float, default=0.5)
+    o.add_argument("--crop", type=int, help="train on windows of this many samples")
+    o.add_argument("--grad-clip", type=float, default=1.0)
+    r = p.add_argument_group("run")
+    r.add_argument("--checkpoint-every", type=int, default=100)
+    r.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.pt"
+    )
+    r.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop cleanly (checkpoint + model) after this long",
+    )
+    r.add_argument("--val-samples", type=int, default=256)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
+    r.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--verbose", default="info")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args):
+    import numpy as np
+    import torch
+
+    from ..simulation.io import _read_manifest
+    from .loop import default_config, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.config is not None:
+        config = json.loads(args.config.read_text())
+    else:
+        n_sources = int(_read_manifest(args.data)["n_sources"])
+        config = default_config(n_sources)
+        config["prior"]["hidden"] = list(args.prior_hidden)
+        config["curvature"].update(
+            embed=args.curvature_embed, hidden=args.curvature_hidden
+        )
+        config.update(
+            bound=None if args.bound == "none" else args.bound,
+            n_iter=args.n_iter,
+            init=args.init,
+        )
+    leadfield = None if args.leadfield is None else np.load(args.leadfield)
+    result = train(
+        args.data,
+        out_dir=args.out,
+        val_data=args.val_data,
+        model=config,
+        leadfield=leadfield,
+        n_epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        gradient=args.gradient,
+        jfb_last=args.jfb_last,
+        jfb_restarts=args.jfb_restarts,
+        prior_steps=args.prior_steps,
+        prior_lr=args.prior_lr,
+        prior_noise=args.prior_noise,
+        crop=args.crop,
+        grad_clip=args.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        max_minutes=args.max_minutes,
+        val_samples=args.val_samples,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+    )
+    steps = [h for h in result.history if h.get("phase") == "bilevel"]
+    if steps and int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"Trained {steps[-1]['step']} steps; last meta-loss "
+            f"{steps[-1]['loss']:.4f}; model: {result.out_dir / 'model.pt'}"
+        )
+    return 0

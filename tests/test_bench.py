@@ -1,0 +1,169 @@
+import json
+
+import mne
+import numpy as np
+import pytest
+from scipy import sparse
+
+from mne_mmnet.bench import (
+    PAPER_TABLE_I,
+    format_table,
+    list_methods,
+    register_method,
+    run_benchmark,
+    write_results,
+)
+from mne_mmnet.metrics import evaluate
+
+
+@pytest.fixture(scope="module")
+def standin():
+    """Sphere-model forward (150 radial sources) with a 6-NN adjacency graph."""
+    name = "colin27_1020"
+    if name not in mne.channels.get_builtin_montages():
+        name = "standard_1020"
+    montage = mne.channels.make_standard_montage(name)
+    names = [c for c in montage.ch_names if c not in ("T3", "T4", "T5", "T6")]
+    info = mne.create_info(names, 512.0, "eeg")
+    info.set_montage(montage)
+    rng = np.random.default_rng(0)
+    nn = rng.standard_normal((150, 3))
+    nn /= np.linalg.norm(nn, axis=1, keepdims=True)
+    nn[:, 2] = np.abs(nn[:, 2])
+    src = mne.setup_volume_source_space(pos=dict(rr=0.06 * nn, nn=nn), verbose=False)
+    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
+    fwd = mne.make_forward_solution(info, None, src, sphere, verbose=False)
+    fwd = mne.convert_forward_solution(
+        fwd, force_fixed=True, surf_ori=True, use_cps=False, verbose=False
+    )
+    dist = np.linalg.norm(nn[:, None] - nn[None], axis=-1)
+    near = np.argsort(dist, axis=1)[:, 1:7]
+    adj = np.zeros(dist.shape, bool)
+    adj[np.repeat(np.arange(150), 6), near.ravel()] = True
+    return fwd, sparse.csr_array(adj | adj.T)
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry():
+    """Remove the methods these tests register."""
+    from mne_mmnet.bench import run
+
+    yield
+    run._REGISTRY.pop("test-pinv", None)
+
+
+def _pinv_factory(fwd):
+    leadfield = fwd["sol"]["data"]
+    proj = np.eye(len(leadfield)) - 1.0 / len(leadfield)
+    kernel = np.linalg.pinv(proj @ leadfield, rcond=1e-3) @ proj
+
+    def solver(eeg, *, sfreq):
+        return kernel @ eeg
+
+    solver.settings = {"rcond": 1e-3}
+    return solver
+
+
+def test_registry():
+    methods = list_methods()
+    for name in ("MNE", "dSPM", "sLORETA", "eLORETA", "classical MM (sLORETA start)"):
+        assert name in methods
+    register_method("test-pinv", _pinv_factory, description="pseudo-inverse")
+    with pytest.raises(ValueError, match="exists"):
+        register_method("test-pinv", _pinv_factory)
+    register_method("test-pinv", _pinv_factory, overwrite=True)
+    with pytest.raises(TypeError, match="callable"):
+        register_method("bad", 3)
+    with pytest.raises(ValueError, match="commas"):
+        register_method("a, b", _pinv_factory)
+
+
+def test_run_benchmark_and_outputs(standin, tmp_path):
+    from mne_mmnet.simulation import simulate_sereega
+
+    fwd, adjacency = standin
+    register_method("test-pinv", _pinv_factory, overwrite=True)
+    sim = simulate_sereega(
+        8, seed=5, snr_db=5.0, n_times=32, orders=(1, 2), fwd=fwd,
+        adjacency=adjacency, verbose=False,
+    )  # fmt: skip
+    methods = ["MNE", "sLORETA", "test-pinv"]
+    results = run_benchmark(
+        sim, fwd, adjacency, methods=methods, batch_size=3, progress=False
+    )
+    assert results["n_samples"] == 8 and list(results["methods"]) == methods
+    # batching does not change the scores: compare with one direct evaluation
+    from mne_mmnet.bench import make_method
+
+    estimate = make_method("sLORETA", fwd)(sim.eeg, sfreq=sim.sfreq)
+    direct = evaluate(
+        estimate, sim.sources, seeds=sim.seeds, positions=fwd["source_rr"],
+        adjacency=adjacency, sfreq=sim.sfreq, active=sim.patch_masks,
+    )  # fmt: skip
+    entry = results["methods"]["sLORETA"]
+    for key, value in direct.items():
+        np.testing.assert_allclose(entry["scores"][key], value)
+        assert entry["metrics"][key] == pytest.approx(np.nanmean(value))
+    assert entry["settings"]["lambda2"] == pytest.approx(1 / 9)
+    assert entry["runtime_per_sample_s"] > 0
+    assert results["methods"]["test-pinv"]["settings"] == {"rcond": 1e-3}
+
+    paths = write_results(
+        results, tmp_path, tag="tiny", dataset={"seed": 5}, kind="sereega",
+        scores=True,
+    )  # fmt: skip
+    payload = json.loads(paths["json"].read_text())
+    assert payload["dataset"] == {"seed": 5}
+    assert set(payload["methods"]) == set(methods)
+    assert payload["methods"]["MNE"]["metrics"]["auc"] == pytest.approx(
+        results["methods"]["MNE"]["metrics"]["auc"]
+    )
+    assert "mne" in payload["versions"]
+    table = paths["table"].read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(methods)  # header + one row per method
+    mne_row = next(r for r in rows if r.startswith("| MNE |"))
+    assert f"({PAPER_TABLE_I['sereega']['MNE'][0]:.2f})" in mne_row
+    with np.load(paths["scores"]) as npz:
+        np.testing.assert_allclose(
+            npz["sLORETA__auc"], entry["scores"]["auc"], equal_nan=True
+        )
+    # appending rows for the same test set keeps the earlier ones
+    only_mne = {**results, "methods": {"MNE": results["methods"]["MNE"]}}
+    only_pinv = {**results, "methods": {"test-pinv": results["methods"]["test-pinv"]}}
+    kw = dict(tag="rows", dataset={"seed": 5}, kind="sereega", scores=True)
+    write_results(only_mne, tmp_path, **kw)
+    paths = write_results(only_pinv, tmp_path, append=True, **kw)
+    assert list(json.loads(paths["json"].read_text())["methods"]) == [
+        "MNE",
+        "test-pinv",
+    ]
+    assert "| MNE |" in paths["table"].read_text()
+    with np.load(paths["scores"]) as npz:
+        assert {"MNE__psnr", "test-pinv__psnr"} <= set(npz.files)
+    with pytest.raises(ValueError, match="Cannot append"):
+        write_results(only_pinv, tmp_path, append=True, **{**kw, "dataset": {}})
+    with pytest.raises(ValueError, match="Unknown benchmark method"):
+        run_benchmark(sim, fwd, adjacency, methods=["nope"], progress=False)
+    assert "| test-pinv |" in format_table(results)
+
+
+def test_cli_end_to_end(tmp_path):
+    """``mne-mmnet benchmark`` on 8 template samples writes markdown and JSON."""
+    from mne_mmnet.cli import main
+
+    ret = main(
+        [
+            "benchmark", "-n", "8", "--methods", "MNE,sLORETA", "--seed", "3",
+            "--out", str(tmp_path), "--tag", "tiny", "--no-progress",
+        ]
+    )  # fmt: skip
+    assert ret == 0
+    payload = json.loads((tmp_path / "results_tiny.json").read_text())
+    assert payload["dataset"]["seed"] == 3 and payload["dataset"]["n"] == 8
+    assert payload["n_samples"] == 8
+    for name in ("MNE", "sLORETA"):
+        metrics = payload["methods"][name]["metrics"]
+        assert 0 <= metrics["auc"] <= 1 and metrics["localization_error"] >= 0
+    table = (tmp_path / "table_tiny.md").read_text()
+    assert "| sLORETA |" in table and "(14.82)" in table

@@ -1,0 +1,221 @@
+"""The curvature bounds are upper bounds of exact Hessians, and not too loose."""
+
+import math
+
+import pytest
+import torch
+from torch.func import jacrev, vmap
+
+from mne_mmnet.networks import SoftReLUAutoencoder, conv_operator_norm
+from mne_mmnet.solver import curvature_bound, hvp_curvature_bound
+from mne_mmnet.solver.bounds import _data_bound, _prior_bound_terms, leadfield_norm
+from mne_mmnet.solver.objective import (
+    _energy_terms,
+    _PriorState,
+    cosine_similarity,
+    normalize_sources,
+)
+
+N_CH, N_SRC, N_T = 12, 30, 4
+
+
+def hessian(fun):
+    """Reverse-over-reverse Hessian (forward-mode AD warns in torch 2.13)."""
+    return jacrev(jacrev(fun))
+
+
+SQRT3 = math.sqrt(3.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny batched LAPACK calls run far faster on one thread."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
+def _problem(seed, n_points, hidden=(8,), eps=0.2):
+    """Random leadfield, prior and points (float64), scales over 4 decades."""
+    gen = torch.Generator().manual_seed(seed)
+    L = torch.randn(N_CH, N_SRC, generator=gen, dtype=torch.float64)
+    L[:, : N_SRC // 3] *= 0.1  # uneven column norms, like a real leadfield
+    prior = SoftReLUAutoencoder(N_SRC, hidden, eps=eps, seed=seed).double()
+    with torch.no_grad():  # larger weights: stronger curvature of the prior
+        for conv in prior.conv_layers:
+            conv.weight.mul_(1.5)
+    scale = 10 ** (
+        4 * torch.rand(n_points, 1, 1, generator=gen, dtype=torch.float64) - 2
+    )
+    x = scale * torch.randn(n_points, N_SRC, N_T, generator=gen, dtype=torch.float64)
+    y = torch.randn(n_points, N_CH, N_T, generator=gen, dtype=torch.float64)
+    return L, prior, x, y
+
+
+def _max_eig(hess):
+    n = hess.shape[0]
+    return torch.linalg.eigvalsh(hess.reshape(n, N_SRC * N_T, N_SRC * N_T))[:, -1]
+
+
+def _hessians(fun, x, y):
+    flat = x.reshape(len(x), -1)
+    return vmap(hessian(fun))(flat, y)
+
+
+def test_cosine_hessian_constant_is_tight():
+    """Eq. 14: |a|^2 ||hess_a S_C(a, b)|| <= 2/sqrt(3), attained."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3000, 3, generator=gen, dtype=torch.float64)
+    b = torch.randn(3000, 3, generator=gen, dtype=torch.float64)
+
+    def cos(a, b):
+        return cosine_similarity(a[None], b[None])[0]
+
+    hess = vmap(hessian(cos))(a, b)
+    scaled = torch.linalg.matrix_norm(hess, ord=2) * (a * a).sum(1)
+    assert scaled.max() <= 2 / SQRT3 * (1 + 1e-10)
+    assert scaled.max() >= 0.99 * 2 / SQRT3
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_analytic_bounds_dominate_exact_hessians(seed):
+    """1,000 points in all: data (eq. 16), Gauss-Newton (eq. 18), full bound."""
+    L, prior, x, y = _problem(seed, 100, hidden=((8,), (10, 6))[seed % 2])
+    lam = 1.0 + seed % 3
+
+    def data_energy(xf, yi):
+        return _energy_terms(xf.reshape(1, N_SRC, N_T), yi[None], L, None, lam)[0][0]
+
+    def total_energy(xf, yi):
+        terms = _energy_terms(xf.reshape(1, N_SRC, N_T), yi[None], L, prior, lam)[0]
+        return terms.total[0]
+
+    # data term alone, eq. (16) without the floor
+    exact = _max_eig(_hessians(data_energy, x, y))
+    bound = _data_bound(x, L, leadfield_norm(L), 0.0)
+    assert (exact <= bound).all()
+    # full energy (with the unit-RMS rescaling of the prior's input)
+    exact_total = _max_eig(_hessians(total_energy, x, y))
+    full = curvature_bound(x, y, L, prior=prior, lam=lam, tikhonov=0.0)
+    assert (exact_total <= full.mu_data + lam * full.mu_prior).all()
+    assert torch.allclose(full.nu_up, 1 / (full.mu_data + lam * full.mu_prior))
+    # Gauss-Newton and full prior bound of 1 - S_C(z, Phi(z)) at z
+    z = normalize_sources(x)
+    phi, pre = prior.forward_with_preactivations(z)
+    state = _PriorState(z, phi.detach(), [p.detach() for p in pre])
+    gauss_newton, residual, _ = _prior_bound_terms(
+        prior, state, prior.operator_norms(N_T)
+    )
+
+    def pair_energy(ab):
+        a, b = ab[: N_SRC * N_T], ab[N_SRC * N_T :]
+        return 1 - cosine_similarity(a[None], b[None])[0]
+
+    def phi_flat(zf):
+        return prior(zf.reshape(1, N_SRC, N_T)).reshape(-1)
+
+    def prior_energy(zf):
+        return pair_energy(torch.cat([zf, phi_flat(zf)]))
+
+    zf = z.reshape(len(z), -1)
+    jac = vmap(jacrev(phi_flat))(zf)
+    block = vmap(hessian(pair_energy))(
+        torch.cat([zf, phi.detach().reshape(len(z), -1)], 1)
+    )
+    stacked = torch.cat([torch.eye(zf.shape[1], dtype=zf.dtype).expand_as(jac), jac], 1)
+    gn_exact = stacked.transpose(1, 2) @ block @ stacked
+    assert (torch.linalg.eigvalsh(gn_exact)[:, -1] <= gauss_newton).all()
+    prior_exact = torch.linalg.eigvalsh(vmap(hessian(prior_energy))(zf))[:, -1]
+    assert (prior_exact <= gauss_newton + residual).all()
+
+
+def test_data_bound_is_tight_in_direction():
+    """Eq. 16 is attained up to the 2/sqrt(3) vs per-point constant gap."""
+    L, _, x, y = _problem(0, 200)
+
+    def data_energy(xf, yi):
+        return _energy_terms(xf.reshape(1, N_SRC, N_T), yi[None], L, None, 1.0)[0][0]
+
+    exact = _max_eig(_hessians(data_energy, x, y))
+    ratio = _data_bound(x, L, leadfield_norm(L), 0.0) / exact
+    assert ratio.min() >= 1.0
+    assert ratio.median() < 10
+
+
+def _dense_conv_matrix(weight, n_times):
+    c_out, c_in, k = weight.shape
+    eye = torch.eye(c_in * n_times, dtype=weight.dtype).reshape(-1, c_in, n_times)
+    out = torch.nn.functional.conv1d(eye, weight, padding=k // 2)
+    return out.reshape(c_in * n_times, c_out * n_times).T
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 3), (4, 9, 5), (7, 7, 1)])
+def test_conv_operator_norm_is_certified(shape):
+    """Certified norms >= exact dense norm, within a measured factor."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    weight = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    universal = conv_operator_norm(weight, None)
+    for n_times in (1, 2, 3, 5, 8, 16, 40):
+        exact = torch.linalg.matrix_norm(_dense_conv_matrix(weight, n_times), ord=2)
+        per_length = conv_operator_norm(weight, n_times)
+        assert exact <= per_length <= universal
+        # measured factors (these shapes and (16, 32, 3), (32, 8, 3)): up to
+        # 2.65 at T = 1 (only the centre tap acts), <= 1.13 for T >= 5,
+        # <= 1.023 for T >= 16, <= 1.005 at T = 40; the T-independent bound
+        # <= 1.06 at T = 40 (Bernstein factor 1 / sqrt(1 - (k - 1) pi / 128))
+        limit = 3.0 if n_times < 5 else 1.15 if n_times < 16 else 1.03
+        assert per_length <= exact * limit
+        if n_times == 40:
+            assert per_length <= exact * 1.01
+            assert universal <= exact * 1.06
+
+
+def test_operator_norm_cache_follows_weights():
+    prior = SoftReLUAutoencoder(10, (4,), seed=0).double()
+    first = prior.operator_norms(16)
+    assert prior.operator_norms(16) is first
+    with torch.no_grad():  # small step: certified triangle-inequality update
+        prior.conv_layers[0].weight.add_(1e-4 * torch.randn(4, 10, 3))
+    updated = prior.operator_norms(16)
+    exact = conv_operator_norm(prior.conv_layers[0].weight, 16)
+    assert exact <= updated[0] <= exact + 0.01 * first[0]
+    assert updated[1] == first[1]
+    with torch.no_grad():  # large change: recomputed from scratch
+        prior.conv_layers[0].weight.mul_(2.0)
+    torch.testing.assert_close(
+        prior.operator_norms(16)[0],
+        torch.tensor(conv_operator_norm(prior.conv_layers[0].weight, 16)).double(),
+    )
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_hvp_power_iteration_matches_eigvalsh(with_prior):
+    L, prior, x, y = _problem(3, 6)
+    prior = prior if with_prior else None
+
+    def total_energy(xf, yi):
+        terms = _energy_terms(xf.reshape(1, N_SRC, N_T), yi[None], L, prior, 1.0)[0]
+        return terms.total[0]
+
+    hess = _hessians(total_energy, x, y).reshape(len(x), N_SRC * N_T, -1)
+    exact = torch.linalg.eigvalsh(hess).abs().amax(1)
+    est = hvp_curvature_bound(x, y, L, prior=prior, n_power_iter=300, seed=0)
+    torch.testing.assert_close(est.lambda_max, exact, rtol=0.01, atol=0)
+    torch.testing.assert_close(est.nu_up, 1 / est.lambda_max)
+
+
+def test_residual_vectors_from_gradient_pass():
+    """v_res taken from the energy's backward pass = transposed recursion."""
+    from mne_mmnet.solver.bounds import _analytic_bound
+    from mne_mmnet.solver.objective import _energy_and_grad
+
+    L, prior, x, y = _problem(4, 5, hidden=(10, 6))
+    _, _, state, _ = _energy_and_grad(x, y, L, prior, 0.7)
+    assert state.v_res is not None and len(state.v_res) == 3
+    norms = prior.operator_norms(N_T)
+    fused = _analytic_bound(x, L, leadfield_norm(L), prior, state, norms, 0.0)
+    plain = _analytic_bound(
+        x, L, leadfield_norm(L), prior, state._replace(v_res=None), norms, 0.0
+    )
+    torch.testing.assert_close(fused, plain)

@@ -1,0 +1,196 @@
+"""Tests of saving, fetching (pooch over HTTP) and loading MM-Net weights."""
+
+import hashlib
+import http.server
+import pathlib
+import threading
+from functools import partial
+
+import pytest
+import torch
+
+from mne_mmnet import pretrained
+from mne_mmnet.networks.mmnet import MMNet
+from mne_mmnet.pretrained import fetch_model, load_model, save_model
+
+N_SOURCES = 20
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return MMNet.from_config(
+        dict(
+            prior=dict(n_sources=N_SOURCES, hidden=[6]),
+            curvature=dict(n_sources=N_SOURCES, embed=4, hidden=3),
+            bound="analytic",
+            n_iter=3,
+        )
+    )
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _sha256(fname):
+    return hashlib.sha256(pathlib.Path(fname).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def shipped_dir(tmp_path, monkeypatch):
+    """An empty stand-in for the package's data/models directory."""
+    path = tmp_path / "shipped"
+    path.mkdir()
+    monkeypatch.setattr(pretrained, "_SHIPPED_DIR", path)
+    return path
+
+
+def _register(shipped, fname, digest):
+    (shipped / "registry.txt").write_text(f"# test registry\n{fname} sha256:{digest}\n")
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Threaded HTTP server on 127.0.0.1 serving a folder, counting requests."""
+    root = tmp_path / "served"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield root, url, requests
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_save_load_by_path_and_module(tmp_path):
+    """Round trip through a file; a module is returned as is, in eval mode."""
+    model = _model()
+    fname = save_model(model, tmp_path / "m.pt", metadata=dict(note="hi", steps=3))
+    loaded = load_model(fname, device="cpu")
+    assert not loaded.training
+    assert loaded.config == model.config
+    assert _same_weights(loaded, model)
+    assert loaded.metadata == dict(note="hi", steps=3)
+    # the stored content is plain containers: loads with weights_only=True
+    content = torch.load(fname, weights_only=True)
+    assert content["format"] == "mne-mmnet-model"
+    assert set(content) >= {"config", "metadata", "state_dict", "package_version"}
+    model.train()
+    assert load_model(model, device="cpu") is model and not model.training
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_model(model, fname)
+    with pytest.raises(ValueError, match="JSON"):
+        save_model(model, tmp_path / "x.pt", metadata=dict(bad=object()))
+    with pytest.raises(FileNotFoundError, match="pretrained names"):
+        load_model(tmp_path / "missing.pt")
+
+
+class _Sneaky:
+    """Unpickling this would create a marker file (must never happen)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_load_refuses_pickle_and_reports_corruption(tmp_path):
+    """Files with pickled objects, corrupt or mismatched files: clear errors."""
+    model = _model()
+    good = save_model(model, tmp_path / "good.pt")
+    content = torch.load(good, weights_only=True)
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pt"
+    torch.save({**content, "metadata": _Sneaky(marker)}, evil)
+    with pytest.raises(ValueError, match="weights_only=True") as err:
+        load_model(evil, device="cpu")
+    assert str(evil) in str(err.value)
+    assert not marker.exists()  # the payload did not run
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(ValueError, match="corrupt") as err:
+        load_model(truncated, device="cpu")
+    assert str(truncated) in str(err.value)
+    # weights that do not fit the config
+    bad_config = dict(content["config"])
+    bad_config["curvature"] = {**bad_config["curvature"], "hidden": 7}
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save({**content, "config": bad_config}, mismatched)
+    with pytest.raises(ValueError, match="do not match their config"):
+        load_model(mismatched, device="cpu")
+
+
+def test_load_by_name_uses_shipped_file_offline(shipped_dir, monkeypatch):
+    """A shipped, registered file is used without any download."""
+    model = _model(seed=3)
+    fname = save_model(model, shipped_dir / "sereega.pt")
+    _register(shipped_dir, "sereega.pt", _sha256(fname))
+    monkeypatch.setenv("MNE_MMNET_MODELS_URL", "http://127.0.0.1:9/unreachable/")
+    loaded = load_model("sereega", device="cpu")
+    assert _same_weights(loaded, model)
+    # a damaged shipped file is reported, with the fix
+    fname.write_bytes(fname.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match="force_update=True"):
+        fetch_model("sereega")
+    with pytest.raises(ValueError, match="Unknown pretrained model"):
+        fetch_model("foo")
+    with pytest.raises(ValueError, match="No sha256 registered"):
+        fetch_model("nmm")
+
+
+def test_fetch_over_http(tmp_path, shipped_dir, http_server, monkeypatch):
+    """Download, cache hit without request, force update, hash mismatch."""
+    root, url, requests = http_server
+    model = _model(seed=5)
+    served = save_model(model, root / "nmm.pt")
+    _register(shipped_dir, "nmm.pt", _sha256(served))
+    monkeypatch.setenv("MNE_MMNET_MODELS_URL", url)
+    cache = tmp_path / "cache"
+    fname = fetch_model("nmm", path=cache)
+    assert fname == cache / "nmm.pt"
+    assert _sha256(fname) == _sha256(served)
+    assert requests == ["/nmm.pt"]
+    # cache hit: no second request
+    assert fetch_model("nmm", path=cache) == fname
+    assert len(requests) == 1
+    # load by name: default cache under MNE_DATA/mne_mmnet_models
+    monkeypatch.setattr(pretrained, "get_config", lambda key, default: str(tmp_path))
+    assert _same_weights(load_model("nmm", device="cpu"), model)
+    assert (tmp_path / "mne_mmnet_models" / "nmm.pt").is_file()
+    assert len(requests) == 2
+    assert _same_weights(load_model("nmm", device="cpu"), model)
+    assert len(requests) == 2
+    # force_update downloads again
+    fetch_model("nmm", path=cache, force_update=True)
+    assert len(requests) == 3
+    # the server now holds other weights: the registered hash catches it
+    save_model(_model(seed=6), served, overwrite=True)
+    other = tmp_path / "cache2"
+    with pytest.raises(ValueError, match="does not match its registered sha256") as err:
+        fetch_model("nmm", path=other)
+    assert "nmm.pt" in str(err.value) and url in str(err.value)
+    assert not (other / "nmm.pt").exists()
+    # a cached copy that went bad is replaced on the next fetch
+    _register(shipped_dir, "nmm.pt", _sha256(served))
+    fetch_model("nmm", path=other)
+    (other / "nmm.pt").write_bytes(b"garbage")
+    n_before = len(requests)
+    fetch_model("nmm", path=other)
+    assert len(requests) == n_before + 1
+    assert _sha256(other / "nmm.pt") == _sha256(served)
