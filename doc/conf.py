@@ -34,8 +34,19 @@ autodoc_default_options = {"inherited-members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = True
-numpydoc_xref_ignore = {"of", "shape", "optional", "default", "or", "n_samples",
-                        "n_sources", "n_channels", "n_times", "batch", "like"}
+numpydoc_xref_ignore = {
+    "of",
+    "shape",
+    "optional",
+    "default",
+    "or",
+    "n_samples",
+    "n_sources",
+    "n_channels",
+    "n_times",
+    "batch",
+    "like",
+}
 numpydoc_xref_aliases = {
     "Forward": "mne.Forward",
     "Evoked": "mne.Evoked",

@@ -37,11 +37,11 @@ def _run(args):
     import mne
     import numpy as np
 
-    from .baselines import make_linear_inverse
+    from .baselines import make_minimum_norm_solver
     from .forward import read_template_adjacency, read_template_forward
     from .inverse import apply_mmnet_inverse
-    from .metrics import evaluate
-    from .pretrained import available_models
+    from .metrics import evaluate, summarize
+    from .pretrained import shipped_models
     from .simulation import simulate_sereega
     from .viz import plot_source_comparison
 
@@ -51,7 +51,7 @@ def _run(args):
     fwd = read_template_forward()
     adjacency = read_template_adjacency()
     model = None if args.model == "classical" else args.model
-    if model in ("sereega", "nmm") and model not in available_models():
+    if model in ("sereega", "nmm") and model not in shipped_models():
         print(
             f"Pretrained model {model!r} is not available offline in this build; "
             "running the untrained hand-crafted MM solver instead."
@@ -64,24 +64,27 @@ def _run(args):
     evoked.set_eeg_reference("average", projection=True, verbose=False)
 
     stc = apply_mmnet_inverse(evoked, fwd, model=model)
-    sloreta = make_linear_inverse(fwd, "sLORETA")
+    sloreta = make_minimum_norm_solver(fwd, "sLORETA")
     est_sloreta = sloreta(sim.eeg, sfreq=sim.sfreq)
     label = "MM-Net" if model is not None else "MM (classical)"
     rows = {label: stc.data[np.newaxis], "sLORETA": est_sloreta}
     print(f"Simulated one extended source at {args.snr:g} dB SNR (seed {args.seed}).")
     print(f"{'method':<16}{'LE (mm)':>9}{'AUC':>7}{'nMSE':>8}{'PSNR':>7}{'TE (ms)':>9}")
     for name, est in rows.items():
-        res = evaluate(
-            est,
-            sim.sources,
-            seeds=sim.seeds,
-            positions=fwd["source_rr"],
-            adjacency=adjacency,
-            sfreq=sim.sfreq,
+        res = summarize(
+            evaluate(
+                est,
+                sim.sources,
+                seeds=sim.seeds,
+                positions=fwd["source_rr"],
+                adjacency=adjacency,
+                sfreq=sim.sfreq,
+                active=sim.patch_masks,
+            )
         )
         print(
-            f"{name:<16}{res['le']:>9.1f}{res['auc']:>7.3f}{res['nmse']:>8.3f}"
-            f"{res['psnr']:>7.1f}{res['te']:>9.1f}"
+            f"{name:<16}{res['localization_error']:>9.1f}{res['auc']:>7.3f}"
+            f"{res['nmse']:>8.3f}{res['psnr']:>7.1f}{res['time_error']:>9.1f}"
         )
     fig = plot_source_comparison(
         sim.sources[0], rows, positions=fwd["source_rr"], sfreq=sim.sfreq
@@ -89,5 +92,5 @@ def _run(args):
     fname = out / "demo.png"
     fig.savefig(fname, dpi=110)
     stc.save(out / "demo-mmnet", overwrite=True, verbose=False)
-    print(f"Saved {fname} and {out / 'demo-mmnet-stc.h5'}")
+    print(f"Saved {fname} and {out / 'demo-mmnet-lh.stc'} (+ -rh.stc)")
     return 0

@@ -68,6 +68,23 @@ def _cache_dir(path):
     return Path(path).expanduser()
 
 
+def shipped_models():
+    """Names of the pretrained models shipped inside this installation.
+
+    Returns
+    -------
+    names : list of str
+        The named models (among ``"sereega"``, ``"nmm"``) whose weights are in
+        the package and registered, so that they load offline.
+    """
+    registry = _read_registry()
+    return [
+        name
+        for name in _MODEL_NAMES
+        if f"{name}.pt" in registry and (_SHIPPED_DIR / f"{name}.pt").is_file()
+    ]
+
+
 def _fix_hint(name, fname):
     return (
         f"Delete {fname} and call fetch_model({name!r}, force_update=True) (or "

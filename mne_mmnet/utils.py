@@ -28,8 +28,18 @@ def sys_info(fid=None):
         f"Platform:   {platform.platform()}",
         f"Python:     {sys.version.split()[0]}",
     ]
-    for mod in ("mne", "torch", "numpy", "scipy", "nibabel", "pooch", "tqdm",
-                "matplotlib", "nilearn", "pyvista"):
+    for mod in (
+        "mne",
+        "torch",
+        "numpy",
+        "scipy",
+        "nibabel",
+        "pooch",
+        "tqdm",
+        "matplotlib",
+        "nilearn",
+        "pyvista",
+    ):
         try:
             version = importlib.import_module(mod).__version__
         except Exception:  # pragma: no cover - optional module absent
@@ -77,14 +87,12 @@ def _get_dtype(dtype):
         return dtype
     _validate_type(dtype, str, "dtype")
     if dtype not in _DTYPES:
-        raise ValueError(
-            f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}."
-        )
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.")
     return _DTYPES[dtype]
 
 
 def _torch_generator(seed, device="cpu"):
-    """A torch.Generator seeded from ``seed`` (int, None or np Generator)."""
+    """Return a torch.Generator seeded from ``seed`` (int, None or Generator)."""
     if isinstance(seed, torch.Generator):
         return seed
     if seed is None:

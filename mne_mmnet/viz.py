@@ -137,16 +137,32 @@ def plot_source_comparison(
             xs, ys = pos[mask][order, i], pos[mask][order, j]
             if view == "left":
                 xs = -xs  # look at the left hemisphere from the left
+            # the cortex in grey, then every source above 5% of the maximum
+            ax.scatter(xs, ys, c="0.85", s=7, lw=0)
+            shown = amp[mask][order] > 0.05
             sc = ax.scatter(
-                xs, ys, c=amp[mask][order], s=9, cmap="hot_r", vmin=0, vmax=1
+                xs[shown],
+                ys[shown],
+                c=amp[mask][order][shown],
+                s=9,
+                cmap="hot_r",
+                vmin=0,
+                vmax=1,
             )
             ax.set_aspect("equal")
             ax.set_axis_off()
             if ri == 0:
                 ax.set_title(name)
             if ci == 0:
-                ax.text(0, 0.5, view, transform=ax.transAxes, rotation=90,
-                        ha="right", va="center")
+                ax.text(
+                    0,
+                    0.5,
+                    view,
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                )
         ax = axes[3, ci]
         peak = int(np.argmax(np.abs(data).max(axis=1)))
         ax.plot(times, data[peak], color="k")

@@ -121,11 +121,19 @@ def _run(args):
     tag = args.tag or kind or "benchmark"
     paths = write_results(
         results, args.out, tag=tag, dataset=dataset, kind=kind, scores=args.scores,
-        append=args.append,
+        append=args.append, command=_command_line(),
     )  # fmt: skip
     sys.stdout.write(paths["table"].read_text())
     sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
     return 0
+
+
+def _command_line():
+    """Return the invocation as ``mne-mmnet benchmark ...`` (for the record)."""
+    argv = list(sys.argv[1:])
+    if argv[:1] == ["benchmark"]:
+        argv = argv[1:]
+    return " ".join(["mne-mmnet", "benchmark", *argv])
 
 
 def main(argv=None):

@@ -96,7 +96,15 @@ def _versions():
 
 
 def write_results(
-    results, out_dir, *, tag, dataset=None, kind=None, scores=False, append=False
+    results,
+    out_dir,
+    *,
+    tag,
+    dataset=None,
+    kind=None,
+    scores=False,
+    append=False,
+    command=None,
 ):
     """Write ``table_<tag>.md`` and ``results_<tag>.json`` under ``out_dir``.
 
@@ -115,6 +123,8 @@ def write_results(
         Which block of the paper's Table I to show beside ours.
     scores : bool
         Also write the per-sample scores to ``scores_<tag>.npz``.
+    command : str | None
+        The command line that produced the results (stored in the JSON).
     append : bool
         Keep the rows of an existing ``results_<tag>.json`` (methods run now
         replace rows of the same name). The existing file must describe the same
@@ -136,6 +146,7 @@ def write_results(
     }
     payload = dict(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
         dataset=dataset,
         **summary,
         units=dict(

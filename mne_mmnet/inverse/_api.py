@@ -152,14 +152,42 @@ def _solve(y, leadfield, model, n_iter, device, seed):
         y,
         leadfield,
         model=net,
-        n_iter=n_iter,
         device=device,
         seed=seed,
         dtype="float32",
         return_trace=True,
+        **_solver_settings(net, n_iter),
     )
     x = np.asarray(x, dtype=np.float64)
     return _restore_scale(x, leadfield, y), trace
+
+
+#: settings of the hand-crafted solver (``model=None``): the data term alone
+#: with the analytic bound, from the sLORETA estimate, directional MM steps;
+#: the best of the classical settings in the benchmark (see its README table)
+CLASSICAL_SETTINGS = dict(
+    n_iter=10, bound="analytic", step="directional", init="sloreta", gamma=None
+)
+
+
+def _solver_settings(net, n_iter):
+    """Solver options of ``net`` (trained with them) or of the classical MM."""
+    if net is None:
+        settings = dict(CLASSICAL_SETTINGS)
+    else:
+        settings = dict(
+            n_iter=net.n_iter,
+            bound=net.bound,
+            step=net.step,
+            init=net.init,
+            gamma=net.gamma,
+        )
+    if n_iter is not None:
+        _validate_type(n_iter, "int-like", "n_iter")
+        if int(n_iter) < 1:
+            raise ValueError(f"n_iter must be a positive integer, got {n_iter}.")
+        settings["n_iter"] = int(n_iter)
+    return settings
 
 
 def _restore_scale(x, leadfield, y):

@@ -60,16 +60,16 @@ def _prepare_data(evoked, *, name="evoked"):
     referenced = proj @ data
     scale = np.abs(data).max()
     if scale == 0 or np.abs(referenced).max() <= 1e-12 * scale:
+        what = "all zero" if scale == 0 else "identical on every channel"
         raise ValueError(
-            f"{name}'s EEG data are {'all zero' if scale == 0 else 'identical on '
-            'every channel'}; after the average reference nothing is left to "
-            "localise. Check the data or the channel selection."
+            f"{name}'s EEG data are {what}; after the average reference nothing "
+            "is left to localise. Check the data or the channel selection."
         )
     return data, ch_names, proj, reference
 
 
 def _reference_projector(info, ch_names, name):
-    """The projector (n_ch, n_ch) that gives average-referenced data.
+    """Build the projector (n_ch, n_ch) that gives average-referenced data.
 
     Average reference is a projection, so applying it to data and leadfield
     alike is exact for any common-reference recording (a single electrode,
@@ -169,7 +169,9 @@ def _prepare_leadfield(fwd, ch_names):
 def _template_vertices():
     from ..forward import read_template_forward
 
-    return [np.asarray(s["vertno"]) for s in read_template_forward(verbose=False)["src"]]
+    return [
+        np.asarray(s["vertno"]) for s in read_template_forward(verbose=False)["src"]
+    ]
 
 
 def _region_membership():

@@ -7,8 +7,13 @@ from .autoencoder import (
     softrelu_grad,
     softrelu_hess,
 )
+from .curvature import ConvLSTMCell1d, CurvatureModel
+from .mmnet import MMNet
 
 __all__ = [
+    "ConvLSTMCell1d",
+    "CurvatureModel",
+    "MMNet",
     "SoftReLUAutoencoder",
     "conv_operator_norm",
     "softrelu",

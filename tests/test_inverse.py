@@ -1,0 +1,259 @@
+"""apply_mmnet_inverse: validation, references, channel subsets, round trips."""
+
+import mne
+import numpy as np
+import pytest
+import torch
+
+from mne_mmnet import (
+    TEMPLATE_CH_NAMES,
+    apply_mmnet_inverse,
+    apply_mmnet_inverse_epochs,
+    read_template_forward,
+)
+from mne_mmnet.inverse import MIN_CHANNELS
+from mne_mmnet.inverse._prepare import _region_membership
+from mne_mmnet.simulation import simulate_sereega
+
+# the hand-crafted MM solver needs no weights; a few iterations keep this fast
+FAST = dict(model=None, n_iter=3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fwd():
+    return read_template_forward(verbose=False)
+
+
+@pytest.fixture(scope="module")
+def sim(fwd):
+    return simulate_sereega(4, seed=7, snr_db=20.0, fwd=fwd, verbose=False)
+
+
+def _evoked(sim, index=0, ch_names=TEMPLATE_CH_NAMES, proj=True):
+    info = mne.create_info(list(TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
+    evoked = mne.EvokedArray(sim.eeg[index].astype(float), info, tmin=-0.01)
+    evoked.set_montage("colin27_1020")
+    evoked.pick(list(ch_names))
+    if proj:
+        evoked.set_eeg_reference("average", projection=True, verbose=False)
+    return evoked
+
+
+def _peak_error_mm(stc, sim, index, fwd):
+    """Distance between the true seed and the estimate's peak at its time."""
+    seed = sim.seeds[index, 0]
+    t_peak = np.abs(sim.sources[index, seed]).argmax()
+    peak = np.abs(stc.data[:, t_peak]).argmax()
+    return 1e3 * np.linalg.norm(fwd["source_rr"][peak] - fwd["source_rr"][seed])
+
+
+def test_end_to_end_localises(fwd, sim):
+    """A simulated patch is found near its seed, with MNE's stc conventions."""
+    evoked = _evoked(sim)
+    data_before = evoked.data.copy()
+    stc, trace = apply_mmnet_inverse(evoked, fwd, **FAST, return_trace=True)
+    np.testing.assert_array_equal(evoked.data, data_before)  # input untouched
+    assert isinstance(stc, mne.SourceEstimate)
+    assert stc.data.shape == (994, len(evoked.times))
+    assert stc.subject == "fsaverage"
+    assert stc.tmin == pytest.approx(evoked.times[0])
+    assert stc.tstep == pytest.approx(1.0 / evoked.info["sfreq"])
+    for v_stc, s in zip(stc.vertices, fwd["src"]):
+        np.testing.assert_array_equal(v_stc, s["vertno"])
+    # the seeds' median distance to the template's regions is ~150 mm: a peak
+    # within 30 mm of the true seed is a real localisation
+    errors = [
+        _peak_error_mm(apply_mmnet_inverse(_evoked(sim, k), fwd, **FAST), sim, k, fwd)
+        for k in range(len(sim.eeg))
+    ]
+    assert np.median(errors) < 30.0, errors
+    # energy never increases (the solver's descent guarantee)
+    assert np.all(np.diff(trace.total, axis=0) <= 1e-6)
+
+
+def test_amplitude_restored_by_least_squares(fwd, sim):
+    """The returned sources reproduce the data's scale: a L x fits y."""
+    evoked = _evoked(sim, proj=False)
+    stc = apply_mmnet_inverse(evoked, fwd, **FAST)
+    gain = fwd["sol"]["data"]
+    gain = gain - gain.mean(axis=0)
+    y = evoked.data - evoked.data.mean(axis=0)
+    pred = gain @ stc.data
+    # optimal scale of the fitted prediction is 1 (normal equation)
+    assert np.sum(pred * y) / np.sum(pred * pred) == pytest.approx(1.0, rel=1e-4)
+    # and doubling the data doubles the sources
+    evoked2 = evoked.copy()
+    evoked2.data *= 2
+    stc2 = apply_mmnet_inverse(evoked2, fwd, **FAST)
+    np.testing.assert_allclose(
+        stc2.data, 2 * stc.data, rtol=1e-3, atol=1e-3 * np.abs(stc.data).max()
+    )
+
+
+def test_channel_subset(fwd, sim):
+    """60 of the 90 channels work without retraining, and still localise."""
+    rng = np.random.default_rng(0)
+    subset = sorted(rng.choice(90, 60, replace=False))
+    names = [TEMPLATE_CH_NAMES[i] for i in subset]
+    errors = []
+    for k in range(len(sim.eeg)):
+        stc = apply_mmnet_inverse(_evoked(sim, k, names), fwd, **FAST)
+        errors.append(_peak_error_mm(stc, sim, k, fwd))
+    assert np.median(errors) < 35.0, errors
+    # channel order does not matter: rows are matched by name
+    shuffled = _evoked(sim, 0, names[::-1])
+    stc_a = apply_mmnet_inverse(_evoked(sim, 0, names), fwd, **FAST)
+    stc_b = apply_mmnet_inverse(shuffled, fwd, **FAST)
+    np.testing.assert_allclose(
+        stc_a.data, stc_b.data, rtol=1e-4, atol=1e-4 * np.abs(stc_a.data).max()
+    )
+
+
+def test_bads_are_left_out(fwd, sim):
+    evoked = _evoked(sim)
+    evoked.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf.*Fp1|NaN or inf"):
+        apply_mmnet_inverse(evoked, fwd, **FAST)
+    evoked.info["bads"] = [evoked.ch_names[3]]
+    stc = apply_mmnet_inverse(evoked, fwd, **FAST)
+    assert np.isfinite(stc.data).all()
+
+
+def test_epochs(fwd, sim):
+    info = mne.create_info(list(TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
+    epochs = mne.EpochsArray(sim.eeg.astype(float), info, tmin=0.0, verbose=False)
+    epochs.set_montage("colin27_1020")
+    epochs.set_eeg_reference("average", projection=True, verbose=False)
+    stcs = apply_mmnet_inverse_epochs(epochs, fwd, **FAST)
+    assert len(stcs) == len(sim.eeg)
+    errors = [_peak_error_mm(stc, sim, k, fwd) for k, stc in enumerate(stcs)]
+    assert np.median(errors) < 30.0, errors
+    # identical to applying to each epoch as an Evoked, same seed
+    single = apply_mmnet_inverse(epochs[1].average(), fwd, **FAST, seed=1)
+    np.testing.assert_allclose(
+        stcs[1].data, single.data, rtol=1e-5, atol=1e-5 * np.abs(single.data).max()
+    )
+    gen = apply_mmnet_inverse_epochs(epochs, fwd, **FAST, return_generator=True)
+    assert not isinstance(gen, list)
+    assert next(gen).data.shape == stcs[0].data.shape
+
+
+def test_stc_round_trip(fwd, sim, tmp_path):
+    stc = apply_mmnet_inverse(_evoked(sim), fwd, **FAST)
+    stc.save(tmp_path / "mmnet", overwrite=True, verbose=False)
+    # the .stc format stores no subject: pass it, as MNE's docs do
+    stc2 = mne.read_source_estimate(tmp_path / "mmnet", subject="fsaverage")
+    np.testing.assert_allclose(stc2.data, stc.data, rtol=1e-6)
+    for v2, v in zip(stc2.vertices, stc.vertices):
+        np.testing.assert_array_equal(v2, v)
+    assert stc2.tmin == pytest.approx(stc.tmin)
+
+
+def test_vertex_level_forward_is_summed(fwd):
+    """A vertex-level fsaverage5 forward maps to the template regions by sums."""
+    membership = _region_membership()
+    assert membership.shape == (20484, 994)
+    # every vertex belongs to exactly one region
+    np.testing.assert_array_equal(membership.sum(axis=1), np.ones(20484))
+
+
+@pytest.mark.parametrize(
+    "make_bad, exc, match",
+    [
+        (lambda ev, fwd: (np.zeros(3), fwd), TypeError, "mne.Evoked"),
+        (lambda ev, fwd: (ev, "fwd"), TypeError, "mne.Forward"),
+        (
+            lambda ev, fwd: (
+                ev.copy().set_channel_types(
+                    {c: "misc" for c in ev.ch_names}, on_unit_change="ignore"
+                ),
+                fwd,
+            ),
+            ValueError,
+            "no EEG channels",
+        ),
+        (
+            lambda ev, fwd: (ev.copy().pick(ev.ch_names[: MIN_CHANNELS - 1]), fwd),
+            ValueError,
+            f"at least {MIN_CHANNELS}",
+        ),
+        (lambda ev, fwd: (_rename(ev), fwd), ValueError, "not in fwd.*XX1"),
+        (lambda ev, fwd: (_scaled(ev, 0.0), fwd), ValueError, "all zero"),
+        (lambda ev, fwd: (_constant(ev), fwd), ValueError, "identical on every"),
+        (lambda ev, fwd: (_with_inf(ev), fwd), ValueError, "NaN or inf"),
+        (lambda ev, fwd: (_csd(ev), fwd), ValueError, "current source density"),
+        (lambda ev, fwd: (ev, _free(fwd)), ValueError, "fixed source orientation"),
+        (lambda ev, fwd: (ev, _fewer_sources(fwd)), ValueError, "994-region"),
+    ],
+)
+def test_validation_errors(fwd, sim, make_bad, exc, match):
+    evoked = _evoked(sim, proj=False)
+    bad_evoked, bad_fwd = make_bad(evoked, fwd)
+    with pytest.raises(exc, match=match):
+        apply_mmnet_inverse(bad_evoked, bad_fwd, **FAST)
+
+
+def test_model_and_device_errors(fwd, sim):
+    evoked = _evoked(sim)
+    with pytest.raises(ValueError, match=r"one of \['sereega', 'nmm'\]"):
+        apply_mmnet_inverse(evoked, fwd, model="no-such-model", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            apply_mmnet_inverse(evoked, fwd, model=None, device="cuda")
+    with pytest.raises(ValueError, match="n_iter must be a positive"):
+        apply_mmnet_inverse(evoked, fwd, model=None, n_iter=0, device="cpu")
+
+
+def _rename(ev):
+    ev = ev.copy()
+    ev.rename_channels({ev.ch_names[0]: "XX1"})
+    return ev
+
+
+def _scaled(ev, factor):
+    ev = ev.copy()
+    ev.data *= factor
+    return ev
+
+
+def _constant(ev):
+    ev = ev.copy()
+    ev.data[:] = 1e-6
+    return ev
+
+
+def _with_inf(ev):
+    ev = ev.copy()
+    ev.data[5, 2] = np.inf
+    return ev
+
+
+def _csd(ev):
+    from mne._fiff.constants import FIFF
+
+    ev = ev.copy()
+    with ev.info._unlock():
+        ev.info["custom_ref_applied"] = FIFF.FIFFV_MNE_CUSTOM_REF_CSD
+    return ev
+
+
+def _free(fwd):
+    fwd = fwd.copy()
+    fwd["source_ori"] = mne._fiff.constants.FIFF.FIFFV_MNE_FREE_ORI
+    return fwd
+
+
+def _fewer_sources(fwd):
+    fwd = fwd.copy()
+    idx = np.arange(fwd["nsource"] - 10)
+    lh = len(fwd["src"][0]["vertno"])
+    return mne.forward.restrict_forward_to_stc(
+        fwd,
+        mne.SourceEstimate(
+            np.zeros((len(idx), 1)),
+            [fwd["src"][0]["vertno"], fwd["src"][1]["vertno"][: len(idx) - lh]],
+            0,
+            1,
+        ),
+        on_missing="ignore",
+    )
