@@ -260,7 +260,7 @@ def make_classical_mm_solver(
     n_iter=10,
     init="sLORETA",
     step="directional",
-    gamma=1.999,
+    gamma=None,
     seed=0,
     device="cpu",
     dtype="float32",
@@ -281,8 +281,9 @@ def make_classical_mm_solver(
         Step rule of :func:`mne_mmnet.solver.solve_mm`: the diagonal step
         ``x - gamma nu_up g`` or the 1-D MM step along it whose length uses the
         exact curvature along that direction (default; both descend).
-    gamma : float
-        Relaxation in (0, 2).
+    gamma : float | None
+        Relaxation in (0, 2); ``None`` takes :func:`mne_mmnet.solver.solve_mm`'s
+        default for the step (1.999 diagonal, 1 directional).
     seed : int
         Seed of the random start.
     device : str

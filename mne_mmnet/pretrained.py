@@ -13,7 +13,6 @@ default work offline, then in a local cache filled by :mod:`pooch` from
 registry shipped with the package (``mne_mmnet/data/models/registry.txt``).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from mne.utils import _validate_type, get_config, logger, verbose
 
 from ._version import __version__
 from .networks.mmnet import MMNet
-from .utils import _get_device
+from .utils import _get_device, _sha256
 
 _FORMAT = "mne-mmnet-model"
 _FORMAT_VERSION = 1
@@ -35,14 +34,6 @@ _MODEL_NAMES = ("sereega", "nmm")
 # directory URL (ending in "/") that serves "<name>.pt" files.
 _DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"
 _URL_ENV = "MNE_MMNET_MODELS_URL"
-
-
-def _sha256(fname):
-    digest = hashlib.sha256()
-    with open(fname, "rb") as fid:
-        for block in iter(lambda: fid.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_registry(fname=None):

@@ -1,5 +1,6 @@
 """Small shared helpers: versions, devices, dtypes and random seeds."""
 
+import hashlib
 import platform
 import sys
 
@@ -105,3 +106,12 @@ def _torch_generator(seed, device="cpu"):
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(seed)
     return gen
+
+
+def _sha256(fname):
+    """Hex sha256 digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(fname, "rb") as fid:
+        for block in iter(lambda: fid.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -127,6 +127,36 @@ def _classical_mm_factory(fwd, **options):
     return make_classical_mm_solver(fwd, **options)
 
 
+def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", seed=0):
+    """Batch solver running a (pretrained) MM-Net like apply_mmnet_inverse."""
+    import copy
+
+    from ..inverse._api import _resolve_model, _solve
+
+    net = _resolve_model(model, device)
+    if not projection:  # same weights, no clipping to the bound (R-MM-Net-like)
+        net = copy.deepcopy(net)
+        net.bound = None
+    gain = np.asarray(fwd["sol"]["data"], np.float64)
+    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
+
+    def solver(eeg, *, sfreq=None):
+        y = np.asarray(eeg, np.float64)
+        y = y - y.mean(axis=1, keepdims=True)
+        sources, _ = _solve(y, gain, net, n_iter, device, seed)
+        return sources.astype(np.float32)
+
+    solver.settings = dict(
+        model=str(model),
+        n_iter=net.n_iter if n_iter is None else n_iter,
+        bound=net.bound,
+        step=net.step,
+        init=net.init,
+        training=getattr(net, "metadata", {}).get("training", None),
+    )
+    return solver
+
+
 _BUILTINS_DONE = []
 
 
@@ -164,6 +194,27 @@ def _register_builtins():
             init="random",
             step="diagonal",
         )
+    from ..pretrained import shipped_models
+
+    for name in shipped_models():
+        label = f"MM-Net ({name})"
+        if label not in _REGISTRY:
+            register_method(
+                label,
+                _mmnet_factory,
+                description=f"pretrained MM-Net '{name}', projected MM steps",
+                model=name,
+            )
+        label = f"MM-Net ({name}, projection off)"
+        if label not in _REGISTRY:
+            register_method(
+                label,
+                _mmnet_factory,
+                description=f"pretrained MM-Net '{name}' run without the "
+                "projection onto the curvature bound (inference-time ablation)",
+                model=name,
+                projection=False,
+            )
 
 
 #: Methods run when none are named.

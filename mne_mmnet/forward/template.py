@@ -1,12 +1,13 @@
 """The fsaverage template forward model: 90 EEG channels x 994 cortical regions."""
 
-import hashlib
 from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 from mne.utils import _validate_type, logger, verbose
 from scipy import sparse
+
+from ..utils import _sha256
 
 N_REGIONS_PER_HEMI = 497
 N_REGIONS = 2 * N_REGIONS_PER_HEMI
@@ -41,10 +42,6 @@ def _read_registry():
             name, digest = line.split()[:2]
             registry[name] = digest
     return registry
-
-
-def _sha256(fname):
-    return hashlib.sha256(Path(fname).read_bytes()).hexdigest()
 
 
 @cache

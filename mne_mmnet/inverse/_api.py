@@ -84,8 +84,9 @@ def apply_mmnet_inverse(
 
     References
     ----------
-    .. [1] MM-Net: learned Majorization-Minimization networks with curvature
-       guarantees for EEG source imaging (2026), v2.
+    .. [1] Tran L. M. T., Reynaud S., Fablet R., Merlini A., Rousseau F., Pham
+       M. Q. (2026). Majorization-Minimization Networks for Inverse Problems:
+       An Application to EEG Imaging. arXiv:2602.03855v2.
     """
     return _apply(
         evoked,

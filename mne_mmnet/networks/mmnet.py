@@ -6,16 +6,13 @@ import torch
 from mne.utils import _check_option, _validate_type
 from torch import nn
 
-from ..solver import linear_inverse_kernel, mm_iterations
-from ..utils import _torch_generator
+from ..solver import initial_estimate, mm_iterations
+from ..solver.linear import INITS
 from .autoencoder import SoftReLUAutoencoder
 from .curvature import CurvatureModel
 
 _CONFIG_VERSION = 1
 _BOUNDS = ("analytic", "hvp", None)
-_INITS = ("random", "mne", "sloreta")
-# scale of the paper's random start, x0 ~ 1e-3 N(0, 1)
-_RANDOM_START_SCALE = 1e-3
 
 
 def _module_config(module, name):
@@ -62,36 +59,6 @@ class _StatefulCurvature:
         return p_tilde, state
 
 
-def initial_estimate(y, L, *, init="random", generator=None):
-    """Compute the starting point of the MM iterations.
-
-    Parameters
-    ----------
-    y : torch.Tensor
-        Data, (batch, n_channels, n_times).
-    L : torch.Tensor
-        Leadfield, (n_channels, n_sources), referenced like ``y``.
-    init : "random" | "mne" | "sloreta"
-        ``"random"`` draws ``1e-3 N(0, 1)`` (the paper's start); ``"mne"`` and
-        ``"sloreta"`` apply the linear inverse of
-        :func:`mne_mmnet.solver.linear_inverse_kernel` (``lambda2 = 1/9``).
-    generator : torch.Generator | None
-        Random generator for ``"random"`` (on the device of ``y``).
-
-    Returns
-    -------
-    x0 : torch.Tensor
-        (batch, n_sources, n_times), dtype and device of ``y``.
-    """
-    _check_option("init", init, _INITS)
-    shape = (y.shape[0], L.shape[1], y.shape[-1])
-    if init == "random":
-        noise = torch.randn(shape, generator=generator, dtype=y.dtype, device=y.device)
-        return _RANDOM_START_SCALE * noise
-    kernel = linear_inverse_kernel(L, method=init)
-    return torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)
-
-
 class MMNet(nn.Module):
     """MM-Net: projected MM iterations with a learned prior and curvature.
 
@@ -116,7 +83,7 @@ class MMNet(nn.Module):
     step : str
         Step structure passed to :func:`mne_mmnet.solver.mm_iterations`.
     init : "random" | "mne" | "sloreta"
-        Default start, see :func:`initial_estimate`.
+        Default start, see :func:`mne_mmnet.solver.initial_estimate`.
     safeguard : bool
         Reject steps that would increase the energy (see
         :func:`mne_mmnet.solver.mm_iterations`).
@@ -146,7 +113,7 @@ class MMNet(nn.Module):
         _validate_type(gamma, "numeric", "gamma")
         _validate_type(n_iter, "int", "n_iter")
         _check_option("bound", bound, _BOUNDS)
-        _check_option("init", init, _INITS)
+        _check_option("init", init, INITS)
         if not 0 < gamma < 2:
             raise ValueError(f"gamma must lie in (0, 2), got {gamma}.")
         if lam < 0:
@@ -235,10 +202,9 @@ class MMNet(nn.Module):
         return cls(config.pop("prior", None), config.pop("curvature", None), **config)
 
     def initial_estimate(self, y, L, *, init=None, seed=None):
-        """Start of the iterations, see :func:`initial_estimate`."""
+        """Start of the iterations, see :func:`mne_mmnet.solver.initial_estimate`."""
         init = self.init if init is None else init
-        generator = _torch_generator(seed, y.device) if init == "random" else None
-        return initial_estimate(y, L, init=init, generator=generator)
+        return initial_estimate(y, L, init=init, seed=seed)
 
     def iterate(self, x0, y, L, *, n_iter=None, create_graph=False, state=None):
         """Run MM iterations from ``x0``, optionally continuing a curvature state.

@@ -1,6 +1,5 @@
 """Simulated data sets: the container, sharded storage and a torch Dataset."""
 
-import hashlib
 import json
 import os
 import zipfile
@@ -12,6 +11,7 @@ import torch
 from mne.utils import _validate_type, logger, verbose
 
 from .._version import __version__
+from ..utils import _sha256
 from ._base import Simulation
 
 _MANIFEST = "manifest.json"
@@ -22,14 +22,6 @@ _PARAM_PREFIX = "param__"
 
 # --------------------------------------------------------------------------
 # Shards: deterministic .npz files (fixed zip timestamps), sources row-sparse
-def _sha256(fname):
-    digest = hashlib.sha256()
-    with open(fname, "rb") as fid:
-        for block in iter(lambda: fid.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_npz(fname, arrays):
     """Write arrays to an uncompressed .npz whose bytes depend on data only."""
     with zipfile.ZipFile(fname, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:

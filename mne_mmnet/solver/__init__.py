@@ -7,7 +7,7 @@ from .bounds import (
     hvp_curvature_bound,
     leadfield_norm,
 )
-from .linear import linear_inverse_kernel
+from .linear import initial_estimate, linear_inverse_kernel
 from .mm import MMTrace, mm_iterations
 from .objective import Energy, cosine_similarity, energy, normalize_sources
 from .solve import solve_mm
@@ -21,6 +21,7 @@ __all__ = [
     "curvature_bound",
     "energy",
     "hvp_curvature_bound",
+    "initial_estimate",
     "leadfield_norm",
     "linear_inverse_kernel",
     "mm_iterations",

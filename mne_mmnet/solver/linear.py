@@ -3,6 +3,12 @@
 import torch
 from mne.utils import _check_option, _validate_type
 
+from ..utils import _torch_generator
+
+#: scale of the paper's random start, ``x0 ~ 1e-3 N(0, 1)``
+RANDOM_START_SCALE = 1e-3
+INITS = ("random", "mne", "sloreta")
+
 
 def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
     """Minimum-norm (or sLORETA) inverse kernel with identity noise covariance.
@@ -53,3 +59,36 @@ def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
         resolution_diag = (kernel * G.T).sum(1)
         kernel = kernel / torch.sqrt(resolution_diag)[:, None]
     return kernel
+
+
+def initial_estimate(y, L, *, init="random", seed=None):
+    """Compute the starting point of the MM iterations.
+
+    Parameters
+    ----------
+    y : torch.Tensor, shape (batch, n_channels, n_times)
+        Data, referenced like ``L``.
+    L : torch.Tensor, shape (n_channels, n_sources)
+        Leadfield.
+    init : 'random' | 'mne' | 'sloreta'
+        ``'random'`` draws the paper's ``1e-3 N(0, 1)``; ``'mne'`` and
+        ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``).
+    seed : None | int | np.random.Generator | torch.Generator
+        Seed of the random start. The draw is made on the CPU in float64 and
+        then moved, so a seed gives the same start on every device.
+
+    Returns
+    -------
+    x0 : torch.Tensor, shape (batch, n_sources, n_times)
+        On the device and with the dtype of ``y``.
+    """
+    _check_option("init", init, INITS)
+    shape = (y.shape[0], L.shape[1], y.shape[-1])
+    if init == "random":
+        gen = seed if isinstance(seed, torch.Generator) else _torch_generator(seed)
+        noise = torch.randn(
+            shape, generator=gen, dtype=torch.float64, device=gen.device
+        )
+        return (RANDOM_START_SCALE * noise).to(device=y.device, dtype=y.dtype)
+    kernel = linear_inverse_kernel(L, method=init)
+    return torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)

@@ -37,7 +37,9 @@ def cosine_similarity(a, b):
     a = a.flatten(1)
     b = b.flatten(1)
     dot = (a * b).sum(1)
-    return dot / torch.sqrt(a.pow(2).sum(1) * b.pow(2).sum(1))
+    # a zero sample has no direction: give 0 rather than NaN
+    norms = torch.sqrt(a.pow(2).sum(1) * b.pow(2).sum(1))
+    return dot / norms.clamp_min(torch.finfo(norms.dtype).tiny)
 
 
 def normalize_sources(x):

@@ -7,7 +7,7 @@ import torch
 from mne.utils import _check_option, _validate_type, logger, verbose
 
 from ..utils import _get_device, _get_dtype, _torch_generator
-from .linear import linear_inverse_kernel
+from .linear import initial_estimate
 from .mm import mm_iterations
 from .objective import _sq_norm
 
@@ -172,13 +172,8 @@ def solve_mm(
             x_start = x_start[None]
         if tuple(x_start.shape) != shape:
             raise ValueError(f"x0 must have shape {shape}, got {tuple(x_start.shape)}.")
-    elif init == "random":
-        gen = _torch_generator(seed, "cpu")
-        x_start = 1e-3 * torch.randn(shape, generator=gen, dtype=torch.float64)
-        x_start = x_start.to(device=device, dtype=dtype)
     else:
-        kernel = linear_inverse_kernel(L_t, method=init)
-        x_start = torch.matmul(kernel, y_t.to(torch.float64)).to(dtype)
+        x_start = initial_estimate(y_t, L_t, init=init, seed=seed)
     if not bool((_sq_norm(x_start) > 0).all()):
         raise ValueError("The start has an all-zero sample; pass another x0.")
     if prior is not None:

@@ -2,13 +2,12 @@
 
 from .distributed import DistributedContext, setup_distributed
 from .loop import TrainResult, default_config, meta_gradient_step, train
-from .losses import MetaLoss, cosine_similarity, denoising_loss, meta_loss
+from .losses import MetaLoss, denoising_loss, meta_loss
 
 __all__ = [
     "DistributedContext",
     "MetaLoss",
     "TrainResult",
-    "cosine_similarity",
     "default_config",
     "denoising_loss",
     "meta_gradient_step",

@@ -112,13 +112,13 @@ def _crop(eeg, sources, indices, crop, seed, stream):
 
 def _random_starts(indices, shape, seed, stream, *, dtype, device):
     """Draw the paper's ``1e-3 N(0, 1)`` start, per sample."""
-    from ..networks.mmnet import _RANDOM_START_SCALE
+    from ..solver.linear import RANDOM_START_SCALE
 
     starts = [
         torch.randn(shape, generator=_sample_generator(seed, stream, i), dtype=dtype)
         for i in indices.tolist()
     ]
-    return (_RANDOM_START_SCALE * torch.stack(starts)).to(device)
+    return (RANDOM_START_SCALE * torch.stack(starts)).to(device)
 
 
 def _average_reference(t, dim):

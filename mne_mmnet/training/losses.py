@@ -4,22 +4,10 @@ from collections import namedtuple
 
 import torch
 
-from ..solver import normalize_sources
+from ..solver import cosine_similarity, normalize_sources
 
 MetaLoss = namedtuple("MetaLoss", ["total", "ground_truth", "prior"])
 MetaLoss.__doc__ = """Per-sample meta-loss terms, each of shape (batch,)."""
-
-
-def cosine_similarity(a, b):
-    """Cosine similarity of flattened samples, (batch, ...) -> (batch,).
-
-    A zero sample gives 0 (its direction is undefined) instead of NaN.
-    """
-    a = a.flatten(1)
-    b = b.flatten(1)
-    tiny = torch.finfo(a.dtype).tiny
-    norms = torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1)
-    return (a * b).sum(dim=1) / norms.clamp_min(tiny)
 
 
 def meta_loss(x_hat, x_gt, prior=None):
