@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+import mne_mmnet
 from mne_mmnet import (
     TEMPLATE_CH_NAMES,
     apply_mmnet_inverse,
     apply_mmnet_inverse_epochs,
     read_template_forward,
 )
-from mne_mmnet.inverse import MIN_CHANNELS
+from mne_mmnet.inverse import MIN_CHANNELS, expand_to_vertices
 from mne_mmnet.inverse._prepare import _region_membership
 from mne_mmnet.simulation import simulate_sereega
 
@@ -149,12 +150,47 @@ def test_stc_round_trip(fwd, sim, tmp_path):
     assert stc2.tmin == pytest.approx(stc.tmin)
 
 
-def test_vertex_level_forward_is_summed(fwd):
+def test_vertex_level_forward_is_summed(fwd, sim):
     """A vertex-level fsaverage5 forward maps to the template regions by sums."""
     membership = _region_membership()
     assert membership.shape == (20484, 994)
     # every vertex belongs to exactly one region
     np.testing.assert_array_equal(membership.sum(axis=1), np.ones(20484))
+    # a vertex-level forward whose vertex columns sum to the template's regions
+    # (here: each region's column split evenly over its vertices) gives the
+    # same inverse as the template itself
+    counts = np.asarray(membership.sum(axis=0)).ravel()
+    gain_vertices = (membership @ (fwd["sol"]["data"] / counts).T).T
+    fwd_v = fwd.copy()
+    fwd_v["sol"]["data"] = gain_vertices
+    fwd_v["nsource"] = 20484
+    src = fwd_v["src"]
+    for s in src:
+        s["vertno"] = np.arange(10242)
+        s["nuse"] = 10242
+        s["inuse"] = np.ones(10242, int)
+    evoked = _evoked(sim)
+    stc_t = apply_mmnet_inverse(evoked, fwd, **FAST)
+    stc_v = apply_mmnet_inverse(evoked, fwd_v, **FAST)
+    np.testing.assert_allclose(
+        stc_v.data, stc_t.data, rtol=1e-4, atol=1e-4 * np.abs(stc_t.data).max()
+    )
+
+
+def test_expand_to_vertices(fwd, sim):
+    stc = apply_mmnet_inverse(_evoked(sim), fwd, **FAST)
+    full = expand_to_vertices(stc)
+    assert [len(v) for v in full.vertices] == [10242, 10242]
+    labels = mne_mmnet.read_template_labels(verbose=False)
+    # every vertex of region k carries region k's time course
+    for k in (0, 500, 993):
+        offset = 0 if labels[k].hemi == "lh" else 10242
+        np.testing.assert_array_equal(
+            full.data[labels[k].vertices + offset],
+            np.tile(stc.data[k], (len(labels[k].vertices), 1)),
+        )
+    with pytest.raises(ValueError, match="994 template regions"):
+        expand_to_vertices(full)
 
 
 @pytest.mark.parametrize(

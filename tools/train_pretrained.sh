@@ -17,7 +17,8 @@
 # N_TRAIN_NMM (1000), THREADS (default 1),
 # BOUND (analytic = MM-Net, none = R-MM-Net; default analytic),
 # INIT (start of the solver: random = the paper's 1e-3 N(0,1), sloreta, mne;
-# default sloreta, see the note below).
+# default sloreta, see the note below), STEP (diagonal = the paper's step,
+# directional = 1-D MM step along the learned direction; default directional).
 #
 # Note on INIT: from the paper's random start the certified bound allows only
 # tiny steps (nu_up is ~2% of ||x||/||g|| on the template), so 10 projected MM
@@ -31,6 +32,7 @@ MINUTES=${MINUTES:-60}
 THREADS=${THREADS:-1}
 BOUND=${BOUND:-analytic}
 INIT=${INIT:-sloreta}
+STEP=${STEP:-directional}
 MODELS=${*:-sereega nmm}
 # NMM simulation costs ~0.7 s per sample on one CPU core
 N_TRAIN_SEREEGA=${N_TRAIN_SEREEGA:-3000}
@@ -49,7 +51,7 @@ train_one() {  # name train_dir val_dir seed [extra...]
     shift 4
     OMP_NUM_THREADS=$THREADS mne-mmnet train \
         --data "$data" --val-data "$val" --out "$WORK/run-$name" \
-        --bound "$BOUND" --init "$INIT" --n-iter 10 \
+        --bound "$BOUND" --init "$INIT" --step "$STEP" --n-iter 10 \
         --prior-hidden 256,128 --curvature-embed 64 --curvature-hidden 64 \
         --gradient jfb --jfb-last 2 --batch-size 8 --lr 1e-3 \
         --prior-steps 300 --epochs 50 --max-minutes "$MINUTES" \

@@ -1,6 +1,11 @@
 """MNE-facing inverse functions."""
 
-from ._api import KNOWN_MODELS, apply_mmnet_inverse, apply_mmnet_inverse_epochs
+from ._api import (
+    KNOWN_MODELS,
+    apply_mmnet_inverse,
+    apply_mmnet_inverse_epochs,
+    expand_to_vertices,
+)
 from ._prepare import MIN_CHANNELS
 
 __all__ = [
@@ -8,4 +13,5 @@ __all__ = [
     "MIN_CHANNELS",
     "apply_mmnet_inverse",
     "apply_mmnet_inverse_epochs",
+    "expand_to_vertices",
 ]

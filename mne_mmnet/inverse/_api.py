@@ -258,3 +258,44 @@ def _epochs_generator(epochs, fwd, net, n_iter, device, seed):
             return_trace=False,
             name=f"epochs[{k}]",
         )
+
+
+def expand_to_vertices(stc):
+    """Paint template-region values onto every fsaverage5 vertex.
+
+    Parameters
+    ----------
+    stc : mne.SourceEstimate
+        A region-level estimate on the template (as returned by
+        :func:`apply_mmnet_inverse`).
+
+    Returns
+    -------
+    stc_vertices : mne.SourceEstimate
+        The same time courses on all 10,242 vertices of each fsaverage5
+        hemisphere, each vertex carrying its region's value, for plotting
+        with :meth:`mne.SourceEstimate.plot` and the surfaces of
+        :func:`mne_mmnet.make_fsaverage5_subjects_dir`.
+
+    Raises
+    ------
+    ValueError
+        If ``stc`` is not laid out on the template regions.
+    """
+    from ._prepare import _N_FSAVERAGE5, _region_membership, _template_vertices
+
+    _validate_type(stc, SourceEstimate, "stc", "mne.SourceEstimate")
+    template = _template_vertices()
+    if len(stc.vertices) != 2 or not all(
+        np.array_equal(v, t) for v, t in zip(stc.vertices, template)
+    ):
+        raise ValueError(
+            "stc must be on the 994 template regions (as returned by "
+            "apply_mmnet_inverse), got vertices of sizes "
+            f"{[len(v) for v in stc.vertices]}."
+        )
+    data = _region_membership() @ stc.data  # (20484, n_times)
+    vertices = [np.arange(_N_FSAVERAGE5), np.arange(_N_FSAVERAGE5)]
+    return SourceEstimate(
+        data, vertices, tmin=stc.tmin, tstep=stc.tstep, subject=stc.subject
+    )

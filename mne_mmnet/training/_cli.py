@@ -59,6 +59,18 @@ def add_parser(subparsers):
         help="projection bound; 'none' trains R-MM-Net",
     )
     g.add_argument("--n-iter", type=int, default=10, help="inner MM iterations")
+    g.add_argument(
+        "--step",
+        choices=("diagonal", "directional"),
+        default="diagonal",
+        help="diagonal MM step (the paper's) or 1-D MM step along p * g",
+    )
+    g.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="relaxation in (0, 2); default 1.999 (diagonal) or 1 (directional)",
+    )
     g.add_argument("--init", choices=("random", "mne", "sloreta"), default="random")
     g.add_argument(
         "--leadfield",
@@ -126,6 +138,10 @@ def _run(args):
             bound=None if args.bound == "none" else args.bound,
             n_iter=args.n_iter,
             init=args.init,
+            step=args.step,
+            gamma=args.gamma
+            if args.gamma is not None
+            else (1.0 if args.step == "directional" else 1.999),
         )
     leadfield = None if args.leadfield is None else np.load(args.leadfield)
     result = train(
