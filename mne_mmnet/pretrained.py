@@ -305,11 +305,16 @@ def load_model(model, *, device=None, verbose=None):
     return net.to(device).eval()
 
 
-def _install_shipped_model(src, name):
-    """Copy a trained model into the package and register its sha256."""
+def _install_shipped_model(src, name, *, data_dirs=()):
+    """Copy a trained model into the package, register its sha256 and card.
+
+    The card ``<name>.json`` beside the weights records the config, the
+    training arguments and last validation scores (from the file's metadata),
+    the manifests of the training data and the sha256 of the weights.
+    """
     if name not in _MODEL_NAMES:
         raise ValueError(f"name must be one of {_MODEL_NAMES}, got {name!r}.")
-    _read_model_file(src, "")  # refuse anything load_model would refuse
+    content = _read_model_file(src, "")  # refuse anything load_model would refuse
     _SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
     dest = _SHIPPED_DIR / f"{name}.pt"
     shutil.copyfile(src, dest)
@@ -318,4 +323,18 @@ def _install_shipped_model(src, name):
     lines = ["# mne-mmnet pretrained models: file name, sha256 (pooch format)"]
     lines += [f"{k} sha256:{v}" for k, v in sorted(registry.items())]
     (_SHIPPED_DIR / _REGISTRY_NAME).write_text("\n".join(lines) + "\n")
+    manifests = {}
+    for data_dir in data_dirs:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+        manifests[Path(data_dir).name] = manifest
+    card = dict(
+        name=name,
+        file=dest.name,
+        sha256=registry[dest.name],
+        mne_mmnet_version=__version__,
+        config=content["config"],
+        metadata=content.get("metadata", {}),
+        training_data=manifests,
+    )
+    (_SHIPPED_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return dest

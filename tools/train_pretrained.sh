@@ -59,7 +59,7 @@ train_one() {  # name train_dir val_dir seed [extra...]
         --no-progress --resume "$@" \
         > "$WORK/train-$name.log" 2>&1
     python -c "from mne_mmnet.pretrained import _install_shipped_model as f; \
-print(f('$WORK/run-$name/model.pt', '$name'))"
+print(f('$WORK/run-$name/model.pt', '$name', data_dirs=['$data', '$val']))"
 }
 
 run_sereega() {

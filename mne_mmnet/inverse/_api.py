@@ -209,6 +209,7 @@ def apply_mmnet_inverse_epochs(
     n_iter=None,
     device=None,
     seed=0,
+    batch_size=16,
     return_generator=False,
     verbose=None,
 ):
@@ -228,7 +229,10 @@ def apply_mmnet_inverse_epochs(
     device : str | torch.device | None
         Where to compute.
     seed : int | None
-        Seed of the random start; epoch ``k`` uses ``seed + k``.
+        Seed of the random start of each batch (batch ``b`` uses ``seed + b``);
+        models starting from a linear inverse are deterministic.
+    batch_size : int
+        Epochs solved together (one batched solver run each).
     return_generator : bool
         Return a generator yielding one stc per epoch instead of a list, for
         many epochs.
@@ -241,23 +245,54 @@ def apply_mmnet_inverse_epochs(
     """
     _validate_type(epochs, BaseEpochs, "epochs", "mne.Epochs")
     _validate_type(return_generator, bool, "return_generator")
+    _validate_type(batch_size, "int-like", "batch_size")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if len(epochs) == 0:
+        raise ValueError("epochs is empty: there is nothing to invert.")
     net = _resolve_model(model, _get_device(device))
-    gen = _epochs_generator(epochs, fwd, net, n_iter, device, seed)
+    gen = _epochs_generator(epochs, fwd, net, n_iter, device, seed, int(batch_size))
     return gen if return_generator else list(gen)
 
 
-def _epochs_generator(epochs, fwd, net, n_iter, device, seed):
-    for k, evoked in enumerate(epochs.iter_evoked(copy=True)):
-        yield _apply(
-            evoked,
-            fwd,
-            net,
-            n_iter=n_iter,
-            device=device,
-            seed=None if seed is None else seed + k,
-            return_trace=False,
-            name=f"epochs[{k}]",
+def _epochs_generator(epochs, fwd, net, n_iter, device, seed, batch_size):
+    # channels, reference and projector are shared by all epochs: check once
+    # on the first, then check each epoch's values as its batch is loaded
+    first = next(epochs.iter_evoked(copy=True))
+    _, ch_names, proj, reference = _prepare_data(first, name="epochs[0]")
+    gain, vertices, subject = _prepare_leadfield(fwd, ch_names)
+    leadfield = proj @ gain
+    picks = [epochs.ch_names.index(ch) for ch in ch_names]
+    logger.info(
+        f"    {len(epochs)} epochs, {len(ch_names)} EEG channels, reference: "
+        f"{reference}, batches of {batch_size}"
+    )
+    tstep = 1.0 / epochs.info["sfreq"]
+    for b, start in enumerate(range(0, len(epochs), batch_size)):
+        stop = min(start + batch_size, len(epochs))
+        data = epochs.get_data(picks=picks, item=slice(start, stop))
+        for k, sample in enumerate(data, start):
+            if not np.isfinite(sample).all():
+                raise ValueError(
+                    f"epochs[{k}] contains NaN or inf values; drop that epoch "
+                    "or mark the channels as bad."
+                )
+        y = np.einsum("ij,bjt->bit", proj, data.astype(np.float64))
+        flat = np.abs(y).reshape(len(y), -1).max(axis=1)
+        if np.any(flat <= 1e-12 * max(np.abs(data).max(), 1e-300)):
+            k = start + int(np.argmax(flat <= 1e-12 * np.abs(data).max()))
+            raise ValueError(
+                f"epochs[{k}] is all zero or identical on every channel after "
+                "the average reference; drop that epoch."
+            )
+        sources, _ = _solve(
+            y, leadfield, net, n_iter, device, None if seed is None else seed + b
         )
+        for x in sources:
+            yield SourceEstimate(
+                x, vertices=vertices, tmin=epochs.times[0], tstep=tstep,
+                subject=subject,
+            )  # fmt: skip
 
 
 def expand_to_vertices(stc):
