@@ -164,11 +164,17 @@ def test_training_lowers_meta_loss(tmp_path):
     bilevel = [r for r in rows if r["phase"] == "bilevel"]
     assert [r["step"] for r in bilevel] == list(range(1, 9))
     assert {"time", "loss", "loss_gt", "loss_prior", "epoch"} <= set(bilevel[0])
-    assert len([r for r in rows if r["phase"] == "validation"]) == 4
+    # the start of the bilevel phase, then every epoch's end
+    val = [r for r in rows if r["phase"] == "validation"]
+    assert [r["step"] for r in val] == [0, 2, 4, 6, 8]
     assert len([r for r in rows if r["phase"] == "prior"]) == 2
     assert (tmp_path / "loss.png").stat().st_size > 1000
     loaded = load_model(tmp_path / "model.pt", device="cpu")
     assert loaded.metadata["progress"]["step"] == 8
+    # the best model is the one with the lowest validation meta-loss
+    best = load_model(tmp_path / "model_best.pt", device="cpu")
+    best_row = min(val, key=lambda r: r["val_loss"])
+    assert best.metadata["validation"][0]["step"] == best_row["step"]
 
 
 def _train_kwargs(L):
@@ -295,7 +301,8 @@ def test_cli_train(tmp_path):
     assert main([*base, "--epochs", "1", "--resume"]) == 0
     rows = _read_log(tmp_path / "out" / "train_log.jsonl")
     assert [r["step"] for r in rows if r["phase"] == "bilevel"] == [1, 2, 3]
-    # validation at the early stop (step 2) and at the end of epoch 0 (step 3)
-    assert [r["step"] for r in rows if r["phase"] == "validation"] == [2, 3]
+    # validation at the start, at the early stop (step 2) and at the end of
+    # epoch 0 (step 3)
+    assert [r["step"] for r in rows if r["phase"] == "validation"] == [0, 2, 3]
     model = load_model(tmp_path / "out" / "model.pt", device="cpu")
     assert model.metadata["progress"]["epoch"] == 1

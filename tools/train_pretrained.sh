@@ -18,7 +18,9 @@
 # BOUND (analytic = MM-Net, none = R-MM-Net; default analytic),
 # INIT (start of the solver: random = the paper's 1e-3 N(0,1), sloreta, mne;
 # default sloreta, see the note below), STEP (diagonal = the paper's step,
-# directional = 1-D MM step along the learned direction; default directional).
+# directional = 1-D MM step along the learned direction; default directional),
+# LR (Adam learning rate, default 1e-4). The model with the lowest validation
+# meta-loss (checked every 50 steps) is the one installed.
 #
 # Note on INIT: from the paper's random start the certified bound allows only
 # tiny steps (nu_up is ~2% of ||x||/||g|| on the template), so 10 projected MM
@@ -33,6 +35,7 @@ THREADS=${THREADS:-1}
 BOUND=${BOUND:-analytic}
 INIT=${INIT:-sloreta}
 STEP=${STEP:-directional}
+LR=${LR:-1e-4}
 MODELS=${*:-sereega nmm}
 # NMM simulation costs ~0.7 s per sample on one CPU core
 N_TRAIN_SEREEGA=${N_TRAIN_SEREEGA:-3000}
@@ -53,20 +56,20 @@ train_one() {  # name train_dir val_dir seed [extra...]
         --data "$data" --val-data "$val" --out "$WORK/run-$name" \
         --bound "$BOUND" --init "$INIT" --step "$STEP" --n-iter 10 \
         --prior-hidden 256,128 --curvature-embed 64 --curvature-hidden 64 \
-        --gradient jfb --jfb-last 2 --batch-size 8 --lr 1e-3 \
+        --gradient jfb --jfb-last 2 --batch-size 8 --lr "$LR" \
         --prior-steps 300 --epochs 50 --max-minutes "$MINUTES" \
         --checkpoint-every 50 --seed "$seed" --threads "$THREADS" \
         --no-progress --resume "$@" \
         > "$WORK/train-$name.log" 2>&1
     python -c "from mne_mmnet.pretrained import _install_shipped_model as f; \
-print(f('$WORK/run-$name/model.pt', '$name', data_dirs=['$data', '$val']))"
+print(f('$WORK/run-$name/model_best.pt', '$name', data_dirs=['$data', '$val']))"
 }
 
 run_sereega() {
     simulate sereega "$N_TRAIN_SEREEGA" 101 "$WORK/sereega-train"
     simulate sereega 256 102 "$WORK/sereega-val"
     train_one sereega "$WORK/sereega-train" "$WORK/sereega-val" 103 \
-        --val-samples 128
+        --val-samples 64 --val-every 50
 }
 
 run_nmm() {
@@ -75,7 +78,7 @@ run_nmm() {
     # 500-sample clips: train on 64-sample windows around each spike (the
     # networks are length agnostic), validate on whole clips
     train_one nmm "$WORK/nmm-train" "$WORK/nmm-val" 203 \
-        --crop 64 --val-samples 48
+        --crop 64 --val-samples 32 --val-every 75
 }
 
 pids=()

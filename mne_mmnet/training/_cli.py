@@ -106,6 +106,12 @@ def add_parser(subparsers):
         help="stop cleanly (checkpoint + model) after this long",
     )
     r.add_argument("--val-samples", type=int, default=256)
+    r.add_argument(
+        "--val-every",
+        type=int,
+        default=None,
+        help="also validate every N steps; the best model is model_best.pt",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
     r.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -166,6 +172,7 @@ def _run(args):
         resume=args.resume,
         max_minutes=args.max_minutes,
         val_samples=args.val_samples,
+        val_every=args.val_every,
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,

@@ -222,7 +222,9 @@ def _train(
     prior_optimizer = torch.optim.Adam(
         prior_params or [torch.zeros(1)], lr=args["prior_lr"]
     )
-    state = dict(step=0, epoch=0, batch=0, prior_step=0, val_step=0)
+    state = dict(
+        step=0, epoch=0, batch=0, prior_step=0, val_step=-1, best_val=float("inf")
+    )
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         prior_optimizer.load_state_dict(checkpoint["prior_optimizer"])
@@ -308,6 +310,16 @@ def _train(
             time=elapsed(),
             **scores,
         )
+        # keep the model with the lowest validation meta-loss (the bilevel
+        # objective): unrolled training can drift after a good start
+        if ctx.is_main and scores["val_loss"] < state["best_val"]:
+            state["best_val"] = float(scores["val_loss"])
+            meta = dict(
+                train_args=args,
+                progress=dict(state),
+                validation=[dict(step=state["step"], **scores)],
+            )
+            save_model(model, out_dir / "model_best.pt", metadata=meta, overwrite=True)
 
     stopped = False
     # ---- phase 1: denoising pretraining of the prior
@@ -355,6 +367,8 @@ def _train(
                     break
         bar.close()
     # ---- phase 2: truncated bilevel training
+    if not stopped and state["val_step"] < 0:
+        validate()  # the starting point (pretrained prior, untrained curvature)
     sampler, ld = loader(args["seed"])
     total = min(args["n_epochs"] * len(ld), args["max_steps"] or np.inf)
     bar = tqdm(
@@ -401,6 +415,8 @@ def _train(
             )
             bar.update()
             bar.set_postfix(loss=f"{total_:.4f}")
+            if args["val_every"] and state["step"] % args["val_every"] == 0:
+                validate()
             if state["step"] % args["checkpoint_every"] == 0:
                 checkpoint_now()
             if out_of_time():

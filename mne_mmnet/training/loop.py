@@ -140,6 +140,7 @@ def train(
     resume=False,
     max_minutes=None,
     val_samples=256,
+    val_every=None,
     seed=0,
     device=None,
     dtype="float32",
@@ -206,6 +207,10 @@ def train(
     max_minutes : float | None
         Time budget of this call; when spent, training stops cleanly after
         the current step with a checkpoint and a saved model.
+    val_every : int | None
+        Also validate every ``val_every`` steps (besides every epoch's end
+        and the start of the bilevel phase). The model with the lowest
+        validation meta-loss is saved as ``model_best.pt``.
     val_samples : int
         Validation samples used.
     seed : int
@@ -275,6 +280,7 @@ def train(
         checkpoint_every=checkpoint_every,
         max_minutes=max_minutes,
         val_samples=val_samples,
+        val_every=None if val_every is None else int(val_every),
         seed=int(seed),
         dtype=str(dtype),
     )
