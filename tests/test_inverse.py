@@ -303,3 +303,20 @@ def _fewer_sources(fwd):
         ),
         on_missing="ignore",
     )
+
+
+def test_pretrained_model_end_to_end(fwd, sim):
+    """The default pretrained model localises simulated patches, 90 and 60 ch."""
+    evokeds = [_evoked(sim, k) for k in range(len(sim.eeg))]
+    stcs = [apply_mmnet_inverse(ev, fwd, device="cpu") for ev in evokeds]
+    errors = [_peak_error_mm(stc, sim, k, fwd) for k, stc in enumerate(stcs)]
+    assert np.median(errors) < 25.0, errors
+    names = [TEMPLATE_CH_NAMES[i] for i in range(0, 90, 3)] + [
+        TEMPLATE_CH_NAMES[i] for i in range(1, 90, 3)
+    ]
+    subset = [
+        apply_mmnet_inverse(_evoked(sim, k, names), fwd, device="cpu")
+        for k in range(len(sim.eeg))
+    ]
+    errors = [_peak_error_mm(stc, sim, k, fwd) for k, stc in enumerate(subset)]
+    assert np.median(errors) < 30.0, errors

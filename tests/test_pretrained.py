@@ -194,3 +194,21 @@ def test_fetch_over_http(tmp_path, shipped_dir, http_server, monkeypatch):
     fetch_model("nmm", path=other)
     assert len(requests) == n_before + 1
     assert _sha256(other / "nmm.pt") == _sha256(served)
+
+
+def test_shipped_models_are_registered_and_load():
+    """Both default models ship in the package, match the registry, load."""
+    import json
+
+    from mne_mmnet.pretrained import _SHIPPED_DIR, shipped_models
+    from mne_mmnet.utils import _sha256
+
+    assert shipped_models() == ["sereega", "nmm"]
+    for name in shipped_models():
+        card = json.loads((_SHIPPED_DIR / f"{name}.json").read_text())
+        assert card["sha256"] == _sha256(_SHIPPED_DIR / f"{name}.pt")
+        assert card["training_data"], "the card records the training data"
+        model = load_model(name, device="cpu")
+        assert not model.training
+        assert model.bound == "analytic"  # MM-Net, not R-MM-Net
+        assert model.config == card["config"]

@@ -205,7 +205,7 @@ def _register_builtins():
                 description=f"pretrained MM-Net '{name}', projected MM steps",
                 model=name,
             )
-        label = f"MM-Net ({name}, projection off)"
+        label = f"MM-Net ({name}; projection off)"
         if label not in _REGISTRY:
             register_method(
                 label,
