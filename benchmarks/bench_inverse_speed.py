@@ -52,7 +52,10 @@ def _time_one(fwd, net, n_times, sfreq, repeat):
         lambda: apply_inverse(evoked, inv, 1 / 9, "sLORETA", prepared=True), repeat
     )
     t_gm = _best_of(
-        lambda: mne.inverse_sparse.gamma_map(evoked, fwd, cov, alpha=0.2), 1
+        lambda: mne.inverse_sparse.gamma_map(
+            evoked, fwd, cov, alpha=0.2, loose=0.0, depth=None
+        ),
+        1,
     )
     return n_times, t_mm, t_inv, t_gm
 
