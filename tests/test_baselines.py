@@ -1,36 +1,17 @@
 import mne
 import numpy as np
 import pytest
+from conftest import make_sphere_forward
 from mne.minimum_norm import apply_inverse, make_inverse_operator
 
 from mne_mmnet.baselines import MINIMUM_NORM_METHODS, make_minimum_norm_solver
 from mne_mmnet.metrics import localization_error
 
 
-def _montage():
-    name = "colin27_1020"
-    if name not in mne.channels.get_builtin_montages():  # mne < 1.13
-        name = "standard_1020"
-    return mne.channels.make_standard_montage(name)
-
-
 @pytest.fixture(scope="module")
 def sphere_fwd():
     """A small fixed-orientation EEG forward: 120 radial dipoles in a sphere."""
-    montage = _montage()
-    names = [c for c in montage.ch_names if c not in ("T3", "T4", "T5", "T6")]
-    info = mne.create_info(names, 256.0, "eeg")
-    info.set_montage(montage)
-    rng = np.random.default_rng(0)
-    nn = rng.standard_normal((120, 3))
-    nn /= np.linalg.norm(nn, axis=1, keepdims=True)
-    nn[:, 2] = np.abs(nn[:, 2])
-    src = mne.setup_volume_source_space(pos=dict(rr=0.06 * nn, nn=nn), verbose=False)
-    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
-    fwd = mne.make_forward_solution(info, None, src, sphere, verbose=False)
-    fwd = mne.convert_forward_solution(
-        fwd, force_fixed=True, surf_ori=True, use_cps=False, verbose=False
-    )
+    fwd, info, _ = make_sphere_forward(120)
     return fwd, info
 
 

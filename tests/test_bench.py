@@ -1,8 +1,8 @@
 import json
 
-import mne
 import numpy as np
 import pytest
+from conftest import make_sphere_forward
 from scipy import sparse
 
 from mne_mmnet.bench import (
@@ -19,23 +19,7 @@ from mne_mmnet.metrics import evaluate
 @pytest.fixture(scope="module")
 def standin():
     """Sphere-model forward (150 radial sources) with a 6-NN adjacency graph."""
-    name = "colin27_1020"
-    if name not in mne.channels.get_builtin_montages():
-        name = "standard_1020"
-    montage = mne.channels.make_standard_montage(name)
-    names = [c for c in montage.ch_names if c not in ("T3", "T4", "T5", "T6")]
-    info = mne.create_info(names, 512.0, "eeg")
-    info.set_montage(montage)
-    rng = np.random.default_rng(0)
-    nn = rng.standard_normal((150, 3))
-    nn /= np.linalg.norm(nn, axis=1, keepdims=True)
-    nn[:, 2] = np.abs(nn[:, 2])
-    src = mne.setup_volume_source_space(pos=dict(rr=0.06 * nn, nn=nn), verbose=False)
-    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
-    fwd = mne.make_forward_solution(info, None, src, sphere, verbose=False)
-    fwd = mne.convert_forward_solution(
-        fwd, force_fixed=True, surf_ori=True, use_cps=False, verbose=False
-    )
+    fwd, _, nn = make_sphere_forward(150, sfreq=512.0)
     dist = np.linalg.norm(nn[:, None] - nn[None], axis=-1)
     near = np.argsort(dist, axis=1)[:, 1:7]
     adj = np.zeros(dist.shape, bool)

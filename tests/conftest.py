@@ -1,0 +1,31 @@
+"""Helpers shared by the tests."""
+
+import mne
+import numpy as np
+
+
+def make_sphere_forward(n_sources, sfreq=256.0, seed=0):
+    """A small fixed-orientation EEG forward: radial dipoles in a sphere model.
+
+    The 90 template channel names on MNE's 10-20 positions; sources on a
+    6-cm hemisphere with random radial orientations. Returns ``(fwd, info,
+    normals)``.
+    """
+    name = "colin27_1020"
+    if name not in mne.channels.get_builtin_montages():  # mne < 1.13
+        name = "standard_1020"
+    montage = mne.channels.make_standard_montage(name)
+    names = [c for c in montage.ch_names if c not in ("T3", "T4", "T5", "T6")]
+    info = mne.create_info(names, sfreq, "eeg")
+    info.set_montage(montage)
+    rng = np.random.default_rng(seed)
+    nn = rng.standard_normal((n_sources, 3))
+    nn /= np.linalg.norm(nn, axis=1, keepdims=True)
+    nn[:, 2] = np.abs(nn[:, 2])
+    src = mne.setup_volume_source_space(pos=dict(rr=0.06 * nn, nn=nn), verbose=False)
+    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
+    fwd = mne.make_forward_solution(info, None, src, sphere, verbose=False)
+    fwd = mne.convert_forward_solution(
+        fwd, force_fixed=True, surf_ori=True, use_cps=False, verbose=False
+    )
+    return fwd, info, nn
