@@ -23,7 +23,11 @@ from .forward import (
     read_template_forward,
     read_template_labels,
 )
-from .inverse import apply_mmnet_inverse, apply_mmnet_inverse_epochs
+from .inverse import (
+    apply_mmnet_inverse,
+    apply_mmnet_inverse_epochs,
+    expand_to_vertices,
+)
 from .networks import MMNet
 from .pretrained import fetch_model, load_model, save_model
 from .simulation import load_simulation, simulate_nmm, simulate_sereega
@@ -37,6 +41,7 @@ __all__ = [
     "__version__",
     "apply_mmnet_inverse",
     "apply_mmnet_inverse_epochs",
+    "expand_to_vertices",
     "fetch_model",
     "load_model",
     "load_simulation",
