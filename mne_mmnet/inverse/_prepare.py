@@ -4,6 +4,8 @@ Everything that can go wrong with a user's Evoked or Forward is checked here,
 once, with an error that says what was found and what to do.
 """
 
+from functools import cache
+
 import numpy as np
 from mne import Evoked, Forward
 from mne._fiff.constants import FIFF
@@ -167,15 +169,24 @@ def _prepare_leadfield(fwd, ch_names):
 
 
 def _template_vertices():
+    """Vertex numbers of the template regions (fresh copies, lh and rh)."""
+    return [v.copy() for v in _cached_template_vertices()]
+
+
+@cache
+def _cached_template_vertices():
     from ..forward import read_template_forward
 
-    return [
-        np.asarray(s["vertno"]) for s in read_template_forward(verbose=False)["src"]
-    ]
+    src = read_template_forward(verbose=False)["src"]
+    return tuple(np.asarray(s["vertno"]) for s in src)
 
 
+@cache
 def _region_membership():
-    """Sparse (20484, 994) matrix summing vertex columns into regions."""
+    """Sparse (20484, 994) matrix summing vertex columns into regions.
+
+    Cached: read-only by convention (only ever multiplied).
+    """
     from scipy import sparse
 
     labels = read_template_labels(verbose=False)
