@@ -22,14 +22,16 @@ import torch
 from mne.utils import _validate_type, get_config, logger, verbose
 
 from ._version import __version__
-from .networks.mmnet import MMNet
+from .networks.base import LearnedSolver, build_model
 from .utils import _get_device, _sha256
 
 _FORMAT = "mne-mmnet-model"
 _FORMAT_VERSION = 1
 _SHIPPED_DIR = Path(__file__).parent / "data" / "models"
 _REGISTRY_NAME = "registry.txt"
-_MODEL_NAMES = ("sereega", "nmm")
+# "<name>-unprojected": R-MM-Net, the same training without projection or
+# descent safeguard (shipped for the ablation rows of the benchmark)
+_MODEL_NAMES = ("sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
 # Placeholder: no release hosts the weights yet. Set MNE_MMNET_MODELS_URL to a
 # directory URL (ending in "/") that serves "<name>.pt" files.
 _DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"
@@ -205,7 +207,7 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
     fname : Path
         The file written.
     """
-    _validate_type(model, MMNet, "model")
+    _validate_type(model, LearnedSolver, "model", "MMNet or another LearnedSolver")
     _validate_type(fname, "path-like", "fname")
     _validate_type(metadata, (dict, None), "metadata")
     fname = Path(fname).expanduser()
@@ -278,7 +280,7 @@ def load_model(model, *, device=None, verbose=None):
         match its config.
     """
     device = _get_device(device)
-    if isinstance(model, MMNet):
+    if isinstance(model, LearnedSolver):
         return model.to(device).eval()
     _validate_type(model, ("path-like",), "model", "name, path or MMNet")
     if isinstance(model, str) and model in _MODEL_NAMES and not Path(model).exists():
@@ -294,7 +296,7 @@ def load_model(model, *, device=None, verbose=None):
         hint = "Re-save it with mne_mmnet.pretrained.save_model."
     content = _read_model_file(fname, hint)
     try:
-        net = MMNet.from_config(content["config"])
+        net = build_model(content["config"])
         net.load_state_dict(content["state_dict"], strict=True)
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
         raise ValueError(

@@ -1,5 +1,7 @@
 """Projected MM solver: descent, projection, differentiability, localisation."""
 
+from types import SimpleNamespace
+
 import mne
 import numpy as np
 import pytest
@@ -133,6 +135,25 @@ def test_projection_of_learned_curvature():
     _, free = _run(x0, y, L, prior, curvature=_ConstantCurvature(1e3), bound=None)
     _check_descent(free)
     assert free.safeguard.any() and torch.isnan(free.nu_up).all()
+    # the paper's R-MM-Net has no safeguard either: every step is taken and
+    # the trace counts the ones that increased the energy
+    _, wild = _run(
+        x0, y, L, prior, curvature=_ConstantCurvature(1e3), bound=None, safeguard=False
+    )
+    increased = wild.total[1:] > wild.total[:-1]
+    assert increased.any()
+    assert torch.equal(wild.safeguard, increased)
+    assert (wild.step_scale == 1).all()  # no backtracking
+    # solve_mm honours a model trained without the safeguard
+    model = SimpleNamespace(prior=prior, curvature=_ConstantCurvature(1e3), lam=1.0)
+    for guarded in (True, False):
+        model.safeguard = guarded
+        _, trace = solve_mm(
+            y, L, model=model, x0=x0, bound=None, n_iter=5, dtype="float64",
+            device="cpu", return_trace=True, verbose=False,
+        )  # fmt: skip
+        rises = np.diff(trace.total, axis=0) > 0
+        assert rises.any() != guarded
 
 
 class _HalfBound:

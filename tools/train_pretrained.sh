@@ -11,15 +11,21 @@
 #
 #   tools/train_pretrained.sh            # both models, in parallel
 #   tools/train_pretrained.sh sereega    # one model
+#   BOUND=none tools/train_pretrained.sh # R-MM-Net: the same models without
+#                                        # projection or descent safeguard,
+#                                        # installed as <name>-unprojected
 #
 # Environment overrides: WORK (scratch dir, default ./pretrained_work),
-# MINUTES (training budget per model, default 60), N_TRAIN_SEREEGA (3000),
+# MINUTES (training budget per model, default 60), MAX_STEPS (stop after this
+# many steps instead, for runs that must match another run's step count), N_TRAIN_SEREEGA (3000),
 # N_TRAIN_NMM (1000), THREADS (default 1),
 # BOUND (analytic = MM-Net, none = R-MM-Net; default analytic),
 # INIT (start of the solver: random = the paper's 1e-3 N(0,1), sloreta, mne;
 # default sloreta, see the note below), STEP (diagonal = the paper's step,
 # directional = 1-D MM step along the learned direction; default directional),
-# LR (Adam learning rate, default 1e-4). The model with the lowest validation
+# LR (Adam learning rate, default 1e-4), SAFEGUARD (on/off; default on, off
+# with BOUND=none), SUFFIX (appended to the run folder and the installed
+# name; default empty, '-unprojected' with BOUND=none). The model with the lowest validation
 # meta-loss (checked every 50 steps) is the one installed.
 #
 # Note on INIT: from the paper's random start the certified bound allows only
@@ -31,11 +37,23 @@ set -euo pipefail
 
 WORK=${WORK:-pretrained_work}
 MINUTES=${MINUTES:-60}
+MAX_STEPS=${MAX_STEPS:-}
 THREADS=${THREADS:-1}
 BOUND=${BOUND:-analytic}
 INIT=${INIT:-sloreta}
 STEP=${STEP:-directional}
 LR=${LR:-1e-4}
+if [ "$BOUND" = none ]; then
+    SAFEGUARD=${SAFEGUARD:-off}
+    SUFFIX=${SUFFIX--unprojected}
+else
+    SAFEGUARD=${SAFEGUARD:-on}
+    SUFFIX=${SUFFIX:-}
+fi
+STEP_ARGS=()
+[ -n "$MAX_STEPS" ] && STEP_ARGS=(--max-steps "$MAX_STEPS")
+GUARD_ARGS=()
+[ "$SAFEGUARD" = off ] && GUARD_ARGS=(--no-safeguard)
 MODELS=${*:-sereega nmm}
 # NMM simulation costs ~0.7 s per sample on one CPU core
 N_TRAIN_SEREEGA=${N_TRAIN_SEREEGA:-3000}
@@ -50,14 +68,14 @@ simulate() {  # kind n seed out [extra...]
 }
 
 train_one() {  # name train_dir val_dir seed [extra...]
-    local name=$1 data=$2 val=$3 seed=$4
+    local name=$1$SUFFIX data=$2 val=$3 seed=$4
     shift 4
     OMP_NUM_THREADS=$THREADS mne-mmnet train \
         --data "$data" --val-data "$val" --out "$WORK/run-$name" \
-        --bound "$BOUND" --init "$INIT" --step "$STEP" --n-iter 10 \
+        --bound "$BOUND" "${GUARD_ARGS[@]}" --init "$INIT" --step "$STEP" --n-iter 10 \
         --prior-hidden 256,128 --curvature-embed 64 --curvature-hidden 64 \
         --gradient jfb --jfb-last 2 --batch-size 8 --lr "$LR" \
-        --prior-steps 300 --epochs 50 --max-minutes "$MINUTES" \
+        --prior-steps 300 --epochs 50 --max-minutes "$MINUTES" "${STEP_ARGS[@]}" \
         --checkpoint-every 50 --seed "$seed" --threads "$THREADS" \
         --no-progress --resume "$@" \
         > "$WORK/train-$name.log" 2>&1

@@ -5,6 +5,7 @@ from .run import (
     MethodSpec,
     list_methods,
     make_method,
+    register_learned_baselines,
     register_method,
     run_benchmark,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "format_table",
     "list_methods",
     "make_method",
+    "register_learned_baselines",
     "register_method",
     "run_benchmark",
     "write_results",

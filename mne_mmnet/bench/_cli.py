@@ -40,7 +40,13 @@ def add_parser(subparsers):
     )  # fmt: skip
     p.add_argument(
         "--methods", default=",".join(DEFAULT_METHODS),
-        help="comma-separated registered methods (see --list)",
+        help="comma-separated registered methods (see --list), or 'all' (every "
+        "registered method that runs on the test set's number of samples)",
+    )  # fmt: skip
+    p.add_argument(
+        "--baselines-dir", metavar="DIR", default=None,
+        help="register the learned baselines saved in DIR as <method>-<domain>.pt "
+        "(tools/train_baselines.sh writes them)",
     )  # fmt: skip
     p.add_argument("--order", type=int, default=DEFAULT_ORDER, help="LE neighbourhood")
     p.add_argument("--batch-size", type=int, default=50)
@@ -97,12 +103,23 @@ def _run(args):
     from .run import list_methods, run_benchmark
     from .table import write_results
 
+    if args.baselines_dir is not None:
+        from .run import register_learned_baselines
+
+        try:
+            register_learned_baselines(args.baselines_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
     registry = list_methods()
     if args.list:
         for name, spec in registry.items():
             sys.stdout.write(f"{name}: {spec.description}\n")
         return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    run_all = methods == ["all"]
+    if run_all:
+        methods = list(registry)
     unknown = [m for m in methods if m not in registry]
     if unknown:
         sys.stderr.write(f"Unknown method(s) {unknown}; see --list.\n")
@@ -114,6 +131,15 @@ def _run(args):
         fwd = read_template_forward()
         adjacency = read_template_adjacency()
         sim, kind, dataset = _load_data(args, fwd, adjacency)
+        if run_all:
+            n_times = sim.eeg.shape[-1]
+            skipped = [m for m in methods if not _runs_on(registry[m], n_times)]
+            methods = [m for m in methods if m not in skipped]
+            if skipped:
+                sys.stderr.write(
+                    f"Skipping {skipped}: built for another number of time "
+                    f"samples than the test set's {n_times}.\n"
+                )
         results = run_benchmark(
             sim, fwd, adjacency, methods=methods, order=args.order,
             batch_size=args.batch_size, progress=not args.no_progress,
@@ -126,6 +152,17 @@ def _run(args):
     sys.stdout.write(paths["table"].read_text())
     sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
     return 0
+
+
+def _runs_on(spec, n_times):
+    """Whether a registered method can run on ``n_times`` samples."""
+    path = spec.options.get("path")
+    if path is None:
+        return True
+    from ..pretrained import _read_model_file
+
+    fixed = _read_model_file(path, "")["config"].get("n_times")
+    return fixed is None or int(fixed) == int(n_times)
 
 
 def _command_line():

@@ -148,6 +148,7 @@ def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", se
 
     solver.settings = dict(
         model=str(model),
+        n_parameters=net.n_parameters,
         n_iter=net.n_iter if n_iter is None else n_iter,
         bound=net.bound,
         step=net.step,
@@ -155,6 +156,99 @@ def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", se
         training=getattr(net, "metadata", {}).get("training", None),
     )
     return solver
+
+
+def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16):
+    """Batch solver running a saved learned baseline (or any LearnedSolver)."""
+    import torch
+
+    from ..inverse._api import _restore_scale
+    from ..pretrained import load_model
+    from ..utils import _get_device
+
+    device = _get_device(device)
+    net = load_model(path, device=device, verbose=False)
+    gain = np.asarray(fwd["sol"]["data"], np.float64)
+    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
+    L_t = torch.as_tensor(gain, dtype=torch.float32, device=device)
+
+    def solver(eeg, *, sfreq=None):
+        y = np.asarray(eeg, np.float64)
+        y = y - y.mean(axis=1, keepdims=True)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(y), batch_size):
+                y_t = torch.as_tensor(
+                    y[start : start + batch_size], dtype=torch.float32, device=device
+                )
+                out.append(net(y_t, L_t, n_iter=n_iter).cpu().numpy())
+        x = np.concatenate(out).astype(np.float64)
+        return _restore_scale(x, gain, y).astype(np.float32)
+
+    solver.settings = dict(
+        model=str(path),
+        architecture=net.architecture,
+        n_parameters=net.n_parameters,
+        n_iter=net.n_iter if n_iter is None else n_iter,
+        init=net.init,
+        fixed_n_times=net.fixed_n_times,
+        training=getattr(net, "metadata", {}).get("train_args", None),
+    )
+    return solver
+
+
+#: file-name prefix of a saved learned baseline -> row label
+BASELINE_LABELS = {
+    "4dvarnet": "4DVarNet",
+    "meta-curvature": "Meta-Curvature",
+    "modgrad": "ModGrad",
+    "optenet": "OPTEnet",
+    "eunet": "EUnet",
+}
+
+
+def register_learned_baselines(directory):
+    """Register the learned baselines saved in a folder as benchmark rows.
+
+    Parameters
+    ----------
+    directory : path-like
+        Folder with files ``<method>-<domain>.pt`` written by
+        ``tools/train_baselines.sh`` (or :func:`mne_mmnet.save_model`), with
+        ``<method>`` one of ``4dvarnet``, ``meta-curvature``, ``modgrad``,
+        ``optenet``, ``eunet``.
+
+    Returns
+    -------
+    names : list of str
+        The registered row labels, e.g. ``"4DVarNet (sereega)"``.
+    """
+    from pathlib import Path
+
+    _validate_type(directory, "path-like", "directory")
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No folder {directory} of learned baselines.")
+    names = []
+    for fname in sorted(directory.glob("*.pt")):
+        for prefix, label in BASELINE_LABELS.items():
+            domain = fname.stem[len(prefix) + 1 :]
+            if fname.stem.startswith(prefix + "-") and domain:
+                name = f"{label} ({domain})"
+                register_method(
+                    name,
+                    _learned_factory,
+                    description=f"{label} trained on {domain} ({fname.name})",
+                    overwrite=True,
+                    path=str(fname),
+                )
+                names.append(name)
+    if not names:
+        raise ValueError(
+            f"No learned baselines (<method>-<domain>.pt with <method> in "
+            f"{sorted(BASELINE_LABELS)}) in {directory}."
+        )
+    return names
 
 
 _BUILTINS_DONE = []
@@ -197,6 +291,17 @@ def _register_builtins():
     from ..pretrained import shipped_models
 
     for name in shipped_models():
+        if name.endswith("-unprojected"):
+            label = f"R-MM-Net ({name.removesuffix('-unprojected')})"
+            if label not in _REGISTRY:
+                register_method(
+                    label,
+                    _mmnet_factory,
+                    description=f"pretrained '{name}': MM-Net trained and run "
+                    "without projection or descent safeguard (R-MM-Net)",
+                    model=name,
+                )
+            continue
         label = f"MM-Net ({name})"
         if label not in _REGISTRY:
             register_method(

@@ -30,6 +30,55 @@ PAPER_TABLE_I = {
     },
 }
 
+#: Cross-domain rows of Table I: the models trained on the *other* data set.
+PAPER_TABLE_I_CROSS = {
+    "sereega": {  # trained on NMM
+        "4DVarNet": (20.68, 92.74, 0.02, 22.99, 1.62),
+        "R-MM-Net": (17.88, 92.67, 0.01, 25.13, 1.55),
+        "MM-Net": (16.74, 92.87, 0.01, 25.64, 1.47),
+    },
+    "nmm": {  # trained on SEREEGA
+        "4DVarNet": (14.40, 74.97, 0.02, 30.23, 156.44),
+        "R-MM-Net": (14.20, 74.47, 0.01, 33.25, 138.78),
+        "MM-Net": (12.48, 75.03, 0.01, 33.72, 133.44),
+    },
+}
+
+#: Parameter counts (millions) of the paper's learned models, per test set.
+PAPER_PARAMS = {
+    "sereega": {"Meta-Curvature": 1.80, "ModGrad": 1.34},
+    "nmm": {"Meta-Curvature": 2.05, "ModGrad": 7.11},
+    "any": {"4DVarNet": 3.01, "R-MM-Net": 2.95, "MM-Net": 2.95},
+}
+
+
+def _paper_row(name, kind):
+    """Look up the paper's ``(params, metrics)`` for a row label, or None.
+
+    ``"sLORETA"`` is looked up as is; ``"<Method> (<training set>)"`` in the
+    within-domain block when the training set is ``kind`` and in the
+    cross-domain block otherwise. Variants (``"...; projection off"``) have no
+    counterpart in the paper.
+    """
+    if kind is None:
+        return None
+    method, _, rest = name.partition(" (")
+    domain = rest.rstrip(")") if rest else None
+    if domain is None:
+        metrics = PAPER_TABLE_I[kind].get(method)
+    elif domain == kind:
+        metrics = PAPER_TABLE_I[kind].get(method)
+    elif domain in PAPER_TABLE_I:
+        metrics = PAPER_TABLE_I_CROSS[kind].get(method)
+    else:
+        metrics = None
+    if metrics is None:
+        return None
+    params = PAPER_PARAMS.get(domain or kind, {}).get(method)
+    params = PAPER_PARAMS["any"].get(method) if params is None else params
+    return params, metrics
+
+
 # (metric key, column title, scale, decimals)
 _COLUMNS = (
     ("localization_error", "LE (mm) ↓", 1.0, 2),
@@ -62,21 +111,33 @@ def format_table(results, *, kind=None):
     Returns
     -------
     table : str
-        Markdown: one row per method, each metric as ``ours (paper)``, then the
-        solver time per sample.
+        Markdown: one row per method, the learned parameters (millions), each
+        metric as ``ours (paper)``, then the solver time per sample. A learned
+        row ``"<Method> (<training set>)"`` is compared with the paper's
+        within-domain row when it was trained on ``kind`` and with its
+        cross-domain row otherwise.
     """
     _validate_type(results, dict, "results")
     if kind is not None:
         _check_option("kind", kind, tuple(PAPER_TABLE_I))
-    paper = PAPER_TABLE_I.get(kind, {})
-    head = ["Method", *(title for _, title, _, _ in _COLUMNS), "time / sample (ms)"]
+    head = [
+        "Method",
+        "Params (M)",
+        *(title for _, title, _, _ in _COLUMNS),
+        "time / sample (ms)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, entry in results["methods"].items():
-        row = [name]
+        paper = _paper_row(name, kind)
+        n_params = entry.get("settings", {}).get("n_parameters")
+        cell = "–" if n_params is None else f"{n_params / 1e6:.2f}"
+        if paper is not None and paper[0] is not None:
+            cell += f" ({paper[0]:.2f})"
+        row = [name, cell]
         for i, (key, _, scale, decimals) in enumerate(_COLUMNS):
             cell = _fmt(entry["metrics"][key] * scale, decimals)
-            if name in paper:
-                cell += f" ({_fmt(paper[name][i], 2)})"
+            if paper is not None:
+                cell += f" ({_fmt(paper[1][i], 2)})"
             row.append(cell)
         row.append(f"{1e3 * entry['runtime_per_sample_s']:.3g}")
         lines.append("| " + " | ".join(row) + " |")

@@ -9,7 +9,7 @@ from ._prepare import _prepare_data, _prepare_leadfield
 
 #: names accepted by ``model=`` besides a path or a module; ``None`` is the
 #: hand-crafted (untrained) MM solver
-KNOWN_MODELS = ("sereega", "nmm")
+KNOWN_MODELS = ("sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
 
 
 @verbose
@@ -42,6 +42,9 @@ def apply_mmnet_inverse(
         ``"sereega"`` (default) or ``"nmm"`` for the pretrained models, a path
         to a saved model, an :class:`mne_mmnet.networks.MMNet`, or ``None`` for
         the hand-crafted MM solver (curvature bound as step, no learned parts).
+        ``"sereega-unprojected"`` and ``"nmm-unprojected"`` are the R-MM-Net
+        ablations of the benchmark: trained and run without projection or
+        descent safeguard, so without the descent guarantee.
     n_iter : int | None
         Number of MM iterations; ``None`` uses the model's own setting.
     device : str | torch.device | None
@@ -134,7 +137,16 @@ def _resolve_model(model, device):
                 f"model, an MMNet module or None; got {model!r}, which is neither "
                 "a known name nor an existing file."
             )
-    return load_model(model, device=device)
+    net = load_model(model, device=device)
+    from ..networks import MMNet
+
+    if not isinstance(net, MMNet):
+        raise TypeError(
+            f"model must be an MM-Net; {model!r} holds a "
+            f"{type(net).__name__}, a learned baseline of the benchmark without "
+            "MM steps. Run it with mne_mmnet.bench or call the module directly."
+        )
+    return net
 
 
 def _solve(y, leadfield, model, n_iter, device, seed):

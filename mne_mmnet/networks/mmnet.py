@@ -2,13 +2,13 @@
 
 import copy
 
-import torch
 from mne.utils import _check_option, _validate_type
 from torch import nn
 
-from ..solver import initial_estimate, mm_iterations
+from ..solver import mm_iterations
 from ..solver.linear import INITS
 from .autoencoder import SoftReLUAutoencoder
+from .base import LearnedSolver, check_config_keys, register_architecture
 from .curvature import CurvatureModel
 
 _CONFIG_VERSION = 1
@@ -59,7 +59,8 @@ class _StatefulCurvature:
         return p_tilde, state
 
 
-class MMNet(nn.Module):
+@register_architecture("mmnet")
+class MMNet(LearnedSolver):
     """MM-Net: projected MM iterations with a learned prior and curvature.
 
     Parameters
@@ -194,17 +195,9 @@ class MMNet(nn.Module):
             "init",
             "safeguard",
         }
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown MMNet config keys {unknown}; known {sorted(known)}."
-            )
+        config.pop("architecture", None)
+        check_config_keys(config, known, "MMNet")
         return cls(config.pop("prior", None), config.pop("curvature", None), **config)
-
-    def initial_estimate(self, y, L, *, init=None, seed=None):
-        """Start of the iterations, see :func:`mne_mmnet.solver.initial_estimate`."""
-        init = self.init if init is None else init
-        return initial_estimate(y, L, init=init, seed=seed)
 
     def iterate(self, x0, y, L, *, n_iter=None, create_graph=False, state=None):
         """Run MM iterations from ``x0``, optionally continuing a curvature state.
@@ -237,57 +230,3 @@ class MMNet(nn.Module):
             safeguard=self.safeguard,
         )
         return x, None if curvature is None else curvature.state, trace
-
-    def forward(
-        self,
-        y,
-        L,
-        *,
-        n_iter=None,
-        x0=None,
-        seed=None,
-        create_graph=None,
-        return_trace=False,
-    ):
-        """Estimate sources from data.
-
-        Parameters
-        ----------
-        y : torch.Tensor
-            Data, (batch, n_channels, n_times), average referenced like ``L``.
-        L : torch.Tensor
-            Leadfield, (n_channels, n_sources).
-        n_iter : int | None
-            Number of MM iterations (default :attr:`n_iter`).
-        x0 : torch.Tensor | None
-            Start; by default drawn per :attr:`init` with ``seed``.
-        seed : None | int | np.random.Generator | torch.Generator
-            Seed of the random start.
-        create_graph : bool | None
-            Keep the graph through the energy gradients (needed to train
-            through the iterations). Default: in training mode with gradients
-            enabled.
-        return_trace : bool
-            Also return the solver's trace.
-
-        Returns
-        -------
-        x : torch.Tensor
-            (batch, n_sources, n_times).
-        trace : dict
-            Only when ``return_trace``.
-        """
-        _validate_type(y, torch.Tensor, "y")
-        _validate_type(L, torch.Tensor, "L")
-        if y.ndim != 3 or L.ndim != 2 or y.shape[1] != L.shape[0]:
-            raise ValueError(
-                "y must be (batch, n_channels, n_times) and L (n_channels, "
-                f"n_sources) with matching n_channels, got {tuple(y.shape)} and "
-                f"{tuple(L.shape)}."
-            )
-        if x0 is None:
-            x0 = self.initial_estimate(y, L, seed=seed)
-        if create_graph is None:
-            create_graph = self.training and torch.is_grad_enabled()
-        x, _, trace = self.iterate(x0, y, L, n_iter=n_iter, create_graph=create_graph)
-        return (x, trace) if return_trace else x

@@ -30,8 +30,10 @@ class MMTrace:
     total, fidelity, prior : tensor, shape (n_iter + 1, batch)
         Energy of the iterates (row 0 is the start).
     safeguard : tensor of bool, shape (n_iter, batch)
-        Where the descent check rejected the proposed step (the iterate was
-        kept and the step multiplier halved).
+        Where the proposed step would increase the energy. With the safeguard
+        on, these steps were rejected (the iterate was kept and the step
+        multiplier halved); with it off they were taken, so the row counts
+        the energy increases of the unguarded solver.
     clip_upper, clip_lower : tensor, shape (n_iter, batch)
         Fraction of entries of ``p_tilde`` clipped at ``nu_up`` / ``nu_low``
         (0 without a learned curvature model or without projection).
@@ -65,7 +67,11 @@ class MMTrace:
 
     @property
     def safeguard_rate(self):
-        """Fraction of (iteration, sample) pairs where the safeguard fired."""
+        """Fraction of (iteration, sample) steps that would increase the energy.
+
+        With the safeguard on this is its firing rate; with it off, the rate
+        of energy increases the solver let through.
+        """
         fired = self.safeguard
         if isinstance(fired, torch.Tensor):
             return float(fired.float().mean()) if fired.numel() else 0.0
@@ -255,10 +261,11 @@ def mm_iterations(
         new_terms, new_grad, new_state, _ = _energy_and_grad(
             candidate, y, L, prior, lam, create_graph=create_graph
         )
+        descends = new_terms.total <= terms.total
         if safeguard:
-            accept = new_terms.total <= terms.total
+            accept = descends
         else:
-            accept = torch.ones_like(scale, dtype=torch.bool)
+            accept = torch.ones_like(descends)
         acc = _bcast(accept)
         rec["step_ratio"].append(
             torch.where(
@@ -268,7 +275,7 @@ def mm_iterations(
             )
         )
         rec["step_scale"].append(scale.clone())
-        rec["safeguard"].append(~accept)
+        rec["safeguard"].append(~descends)
         rec["nu_up"].append(
             nu_up.detach() if nu_up is not None else torch.full_like(scale, math.nan)
         )

@@ -121,7 +121,10 @@ def solve_mm(
     classical MM step with the majorant of Proposition 1. Every step is
     checked: a step that would increase the energy is rejected for that sample
     and its multiplier halved (restored by doubling after accepted steps), so
-    the energy never increases.
+    the energy never increases. The one exception is a ``model`` whose
+    ``safeguard`` attribute is False (an R-MM-Net trained without it, such as
+    the pretrained ``"sereega-unprojected"``): its steps are all taken, and
+    the trace counts the ones that increased the energy.
 
     References
     ----------
@@ -137,11 +140,14 @@ def solve_mm(
     if gamma is None:
         gamma = 1.0 if step == "directional" else 1.999
     curvature = None
+    safeguard = True
     if model is not None:
         if prior is not None:
             raise ValueError("Pass either model= or prior=, not both.")
         prior = getattr(model, "prior", None)
         curvature = getattr(model, "curvature", None)
+        # an R-MM-Net trained without the safeguard runs without it
+        safeguard = bool(getattr(model, "safeguard", True))
         if lam is None:
             lam = getattr(model, "lam", None)
     lam = 1.0 if lam is None else lam
@@ -193,14 +199,15 @@ def solve_mm(
         step=step,
         lam=lam,
         create_graph=False,
-        safeguard=True,
+        safeguard=safeguard,
         seed=hvp_seed,
     )
     x = x.detach()
     logger.info(
         f"MM: {n_iter} iterations, energy {float(trace.total[0].mean()):.4f} -> "
-        f"{float(trace.total[-1].mean()):.4f}, safeguard fired in "
-        f"{100 * trace.safeguard_rate:.1f}% of steps"
+        f"{float(trace.total[-1].mean()):.4f}, "
+        + ("safeguard fired in " if safeguard else "energy increased in ")
+        + f"{100 * trace.safeguard_rate:.1f}% of steps"
     )
     if squeeze:
         x = x[0]

@@ -45,6 +45,14 @@ def add_parser(subparsers):
         help="JSON model config (MMNet.config); overrides the options below",
     )
     g.add_argument(
+        "--architecture",
+        choices=("mmnet", "4dvarnet", "meta-curvature", "modgrad", "optenet", "eunet"),
+        default="mmnet",
+        help="the learned solver to train: MM-Net (default) or a learned baseline "
+        "of the benchmark (with its default size; --prior-hidden, --n-iter and "
+        "--init apply to it too)",
+    )
+    g.add_argument(
         "--prior-hidden",
         type=_int_tuple,
         default=(256, 128),
@@ -57,6 +65,12 @@ def add_parser(subparsers):
         choices=("analytic", "hvp", "none"),
         default="analytic",
         help="projection bound; 'none' trains R-MM-Net",
+    )
+    g.add_argument(
+        "--no-safeguard",
+        action="store_true",
+        help="take every step even if it increases the energy (with --bound none: "
+        "the paper's unguarded R-MM-Net)",
     )
     g.add_argument("--n-iter", type=int, default=10, help="inner MM iterations")
     g.add_argument(
@@ -133,6 +147,18 @@ def _run(args):
         torch.set_num_threads(args.threads)
     if args.config is not None:
         config = json.loads(args.config.read_text())
+    elif args.architecture != "mmnet":
+        from ..learned_baselines import baseline_config
+
+        manifest = _read_manifest(args.data)
+        config = baseline_config(
+            args.architecture,
+            n_sources=int(manifest["n_sources"]),
+            n_times=int(args.crop or manifest["n_times"]),
+            prior_hidden=args.prior_hidden,
+            n_iter=args.n_iter,
+            init=args.init,
+        )
     else:
         n_sources = int(_read_manifest(args.data)["n_sources"])
         config = default_config(n_sources)
@@ -145,6 +171,7 @@ def _run(args):
             n_iter=args.n_iter,
             init=args.init,
             step=args.step,
+            safeguard=not args.no_safeguard,
             gamma=args.gamma
             if args.gamma is not None
             else (1.0 if args.step == "directional" else 1.999),

@@ -10,7 +10,7 @@ import torch
 from mne.utils import _validate_type, logger, warn
 from tqdm.auto import tqdm
 
-from ..networks.mmnet import MMNet
+from ..networks.base import LearnedSolver, build_model
 from ._data import (
     _as_dataset,
     _average_reference,
@@ -206,8 +206,8 @@ def _train(
     if isinstance(model, dict):
         with torch.random.fork_rng(devices=[]):  # seeded, caller's RNG untouched
             torch.manual_seed(args["seed"])
-            model = MMNet.from_config(model)
-    _validate_type(model, MMNet, "model")
+            model = build_model(model)
+    _validate_type(model, LearnedSolver, "model", "MMNet or another LearnedSolver")
     if args["n_iter"] is not None:
         model.n_iter = args["n_iter"]
     if args["init"] is not None:
