@@ -90,18 +90,22 @@ def plot_source_estimate(
         If ``stc`` is not on fsaverage5 (another subject, or vertex numbers
         beyond 10,241), or ``time_viewer=True`` is asked for off screen.
     ImportError
-        If pyvista (or, off screen, ipywidgets / ipyevents) is not installed.
+        If pyvista is not installed or, off screen, pyvistaqt with a Qt
+        binding, ipywidgets or ipyevents (MNE's ``"notebook"`` backend imports
+        them all, although it opens no Qt window).
 
     Notes
     -----
     Off screen, the figure is built with MNE's ``"notebook"`` 3-D backend and
     ``pyvista.OFF_SCREEN`` set for the duration of the call (the previous
-    backend and flag are restored afterwards); this backend needs no Qt and
-    no X server: VTK falls back to EGL (Mesa) or OSMesa. On a machine without
-    X, setting the environment variable
+    backend and flag are restored afterwards); this backend opens no Qt
+    window and needs no X server: VTK falls back to EGL (Mesa) or OSMesa. On
+    a machine without X, setting the environment variable
     ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` before the first plot
     skips VTK's attempt to reach an X server (and its warning). The
-    interactive time viewer is not available off screen.
+    interactive time viewer is not available off screen. In Jupyter, select
+    the notebook backend first (``mne.viz.set_3d_backend("notebook")``; its
+    interactive widget needs the trame packages).
 
     The same figures can be made with MNE alone, e.g. in a notebook or a
     desktop session::
@@ -189,11 +193,12 @@ def _to_template_vertices(stc, *, expand):
 
 
 def _plot_offscreen(stc, plot_kwargs):
-    """Build the Brain with MNE's Qt-free backend into an off-screen buffer."""
+    """Build the Brain off screen with MNE's notebook backend (no window)."""
     import mne
     import pyvista
 
-    for name in ("ipywidgets", "ipyevents"):
+    # MNE's notebook backend imports pyvistaqt (hence a Qt binding) too
+    for name in ("pyvistaqt", "ipywidgets", "ipyevents"):
         _check_import(name)
     brain_kwargs = dict(plot_kwargs.get("brain_kwargs") or {})
     brain_kwargs["show"] = False
@@ -220,7 +225,8 @@ def _check_import(name):
         __import__(name)
     except ImportError as exc:
         raise ImportError(
-            f"3-D source plots need {name}, which is not installed; {_INSTALL_HINT}."
+            f"3-D source plots need {name}, which could not be imported ({exc}); "
+            f"{_INSTALL_HINT}."
         ) from exc
 
 

@@ -30,7 +30,7 @@ def standin():
 @pytest.fixture(autouse=True)
 def _clean_registry():
     """Remove the methods these tests register."""
-    from mne_mmnet.bench import run
+    from mne_mmnet.bench import methods as run
 
     yield
     run._REGISTRY.pop("test-pinv", None)

@@ -225,7 +225,7 @@ def test_bench_rows_from_a_folder(tmp_path):
     """Saved baselines become benchmark rows with MM-Net's scale convention."""
     from mne_mmnet import save_model
     from mne_mmnet.bench import format_table, register_learned_baselines
-    from mne_mmnet.bench import run as bench_run
+    from mne_mmnet.bench import methods as bench_run
     from mne_mmnet.bench._cli import _runs_on
     from mne_mmnet.inverse._api import _restore_scale
 

@@ -30,6 +30,17 @@ def _hot_pixels(image):
     return (rgb[..., 0] > 180) & (rgb[..., 0] - rgb[..., 2] > 100)
 
 
+def _graded_fraction(image):
+    """Share of hot pixels that are red/orange rather than the patch's yellow.
+
+    A painted region has one value, so one hue (shading changes brightness,
+    not the green-to-red ratio); MNE's smoothing of the region centres alone
+    fades to red at the edge.
+    """
+    rgb = image[_hot_pixels(image)].astype(float)
+    return np.mean(rgb[:, 1] / rgb[:, 0] < 0.75)
+
+
 def _cortex_is_drawn(image):
     """Not one flat colour, and a good part of it is the grey cortex."""
     rgb = image[..., :3].astype(int)
@@ -38,8 +49,8 @@ def _cortex_is_drawn(image):
     return rgb.std() > 10 and grey.mean() > 0.2
 
 
-def _render(stc, **kwargs):
-    brain = plot_source_estimate(stc, offscreen=True, verbose=False, **kwargs)
+def _render(stc, *, offscreen=True, **kwargs):
+    brain = plot_source_estimate(stc, offscreen=offscreen, verbose=False, **kwargs)
     try:
         assert isinstance(brain, mne.viz.Brain)
         return brain.screenshot()
@@ -84,6 +95,7 @@ def test_region_patch_is_painted_where_it_is(subjects_dir, template):
         _render(stc, subjects_dir=subjects_dir, **PLOT_KWARGS)
         for stc in (front, back, front * 0)
     ]
+    smoothed = _render(front, subjects_dir=subjects_dir, expand=False, **PLOT_KWARGS)
     # the global 3-D backend and pyvista's flag are left as they were
     assert mne.viz.get_3d_backend() == backend
     assert pyvista.OFF_SCREEN == offscreen_flag
@@ -98,6 +110,11 @@ def test_region_patch_is_painted_where_it_is(subjects_dir, template):
     column_back = np.nonzero(hot[1])[1].mean()
     assert column_front < images[0].shape[1] / 2 < column_back
     assert (hot[0] & hot[1]).sum() < 0.1 * min(hot[0].sum(), hot[1].sum())
+    # expand=True paints whole regions in one colour; expand=False lets MNE
+    # smooth the region centres, with a graded rim, around the same place
+    assert _graded_fraction(images[0]) < 0.02 and _graded_fraction(images[1]) < 0.02
+    assert _graded_fraction(smoothed) > 0.1
+    assert abs(np.nonzero(_hot_pixels(smoothed))[1].mean() - column_front) < 30
 
 
 def test_same_as_plain_stc_plot(subjects_dir, template, monkeypatch):
@@ -123,15 +140,22 @@ def test_same_as_plain_stc_plot(subjects_dir, template, monkeypatch):
     assert np.abs(plain.astype(int) - ours.astype(int)).mean() < 1.0
 
 
-def test_vertex_level_estimate(subjects_dir):
+def test_vertex_level_estimate(subjects_dir, monkeypatch):
     """A vertex-level stc is plotted as given: anterior half painted."""
+    # no display and no Jupyter kernel: offscreen=None must choose off screen
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    offscreen = None if sys.platform.startswith("linux") else True
     rr, _ = mne.read_surface(subjects_dir / "fsaverage" / "surf" / "lh.white")
     n_vertices = len(rr)
     data = np.zeros((2 * n_vertices, 1))
     data[:n_vertices, 0] = rr[:, 1] > 0  # anterior lh vertices
     vertices = [np.arange(n_vertices), np.arange(n_vertices)]
     stc = mne.SourceEstimate(data, vertices, 0.0, 0.01, subject="fsaverage")
-    image = _render(stc, subjects_dir=subjects_dir, expand=True, **PLOT_KWARGS)
+    image = _render(
+        stc, subjects_dir=subjects_dir, expand=True, offscreen=offscreen, **PLOT_KWARGS
+    )
     hot = _hot_pixels(image)
     assert _cortex_is_drawn(image)
     assert hot.mean() > 0.05
@@ -175,7 +199,8 @@ def test_invalid_input(subjects_dir, template):
         )
 
 
-def test_missing_pyvista_names_the_extra(template, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pyvista", None)  # import now fails
-    with pytest.raises(ImportError, match=r"pip install mne-mmnet\[viz\]"):
+@pytest.mark.parametrize("module", ["pyvista", "pyvistaqt", "ipyevents"])
+def test_missing_dependency_names_the_extra(template, module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now fails
+    with pytest.raises(ImportError, match=rf"{module}.*pip install mne-mmnet\[viz\]"):
         plot_source_estimate(template[0], offscreen=True)

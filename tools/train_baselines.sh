@@ -5,7 +5,8 @@
 # the sLORETA start, gradients through the last 2 (JFB), 300 prior-pretraining
 # steps (models with an autoencoder prior), validation every 50 (SEREEGA) /
 # 75 (NMM) steps keeping the best model, and the same number of steps as
-# MM-Net (818 SEREEGA, 576 NMM), capped at MINUTES of wall time per model.
+# MM-Net (818 SEREEGA, 576 NMM), capped at MINUTES (18) of wall time per
+# model, whichever comes first (the log records how many steps each got).
 #
 #   tools/train_pretrained.sh            # first: simulates the training data
 #   tools/train_baselines.sh             # both domains, one chain per domain
@@ -16,13 +17,13 @@
 # Every run is seeded and resumes from its checkpoint when rerun.
 #
 # Environment: WORK (default ./pretrained_work), METHODS (default all five),
-# MINUTES (cap per model, default 40), THREADS (per chain, default 1),
+# MINUTES (cap per model, default 18), THREADS (per chain, default 1),
 # STEPS_SEREEGA (818), STEPS_NMM (576).
 set -euo pipefail
 
 WORK=${WORK:-pretrained_work}
-METHODS=${METHODS:-4dvarnet meta-curvature modgrad optenet eunet}
-MINUTES=${MINUTES:-40}
+METHODS=${METHODS:-optenet eunet meta-curvature modgrad 4dvarnet}
+MINUTES=${MINUTES:-18}
 THREADS=${THREADS:-1}
 STEPS_SEREEGA=${STEPS_SEREEGA:-818}
 STEPS_NMM=${STEPS_NMM:-576}

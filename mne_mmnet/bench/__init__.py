@@ -1,14 +1,14 @@
 """Benchmark of inverse methods on simulated data (the paper's Table I)."""
 
-from .run import (
+from .methods import (
     DEFAULT_METHODS,
     MethodSpec,
     list_methods,
     make_method,
     register_learned_baselines,
     register_method,
-    run_benchmark,
 )
+from .run import run_benchmark
 from .table import PAPER_TABLE_I, format_table, write_results
 
 __all__ = [

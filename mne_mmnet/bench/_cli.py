@@ -11,7 +11,7 @@ DEFAULT_TEST_SEED = 20_240_917
 def add_parser(subparsers):
     """Add the ``benchmark`` sub-command to an argparse sub-parser collection."""
     from ..metrics import DEFAULT_ORDER
-    from .run import DEFAULT_METHODS
+    from .methods import DEFAULT_METHODS
 
     p = subparsers.add_parser(
         "benchmark",
@@ -100,11 +100,12 @@ def _run(args):
     from mne.utils import use_log_level
 
     from ..forward import read_template_adjacency, read_template_forward
-    from .run import list_methods, run_benchmark
+    from .methods import list_methods
+    from .run import run_benchmark
     from .table import write_results
 
     if args.baselines_dir is not None:
-        from .run import register_learned_baselines
+        from .methods import register_learned_baselines
 
         try:
             register_learned_baselines(args.baselines_dir)

@@ -1,0 +1,330 @@
+"""Benchmark methods: the registry and the built-in rows (classical and learned)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from mne.utils import _validate_type
+
+
+@dataclass
+class MethodSpec:
+    """A benchmark method: a factory turning a forward model into a solver.
+
+    Attributes
+    ----------
+    name : str
+        Row label in the tables.
+    factory : callable
+        ``factory(fwd, **options) -> solver``; ``solver(eeg, *, sfreq)`` maps
+        EEG ``(n, n_channels, n_times)`` to sources ``(n, n_sources, n_times)``
+        and may expose a ``settings`` dict that is copied into the results.
+    description : str
+        One line for ``--list`` and the results file.
+    options : dict
+        Default keyword arguments passed to ``factory``.
+    """
+
+    name: str
+    factory: object
+    description: str = ""
+    options: dict = field(default_factory=dict)
+
+
+_REGISTRY = {}
+
+
+def register_method(name, factory, *, description="", overwrite=False, **options):
+    """Add a method to the benchmark registry.
+
+    Parameters
+    ----------
+    name : str
+        Name used on the command line and as the table row (e.g. ``"MM-Net"``).
+    factory : callable
+        ``factory(fwd, **options) -> solver`` where ``solver(eeg, *, sfreq)``
+        returns an ndarray ``(n_samples, n_sources, n_times)``. The factory is
+        called once per benchmark run, so expensive set-up (an inverse operator,
+        loading network weights) belongs there.
+    description : str
+        Short description.
+    overwrite : bool
+        Replace an existing entry of the same name instead of raising.
+    **options
+        Default keyword arguments for ``factory``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken and ``overwrite`` is False.
+    """
+    _validate_type(name, str, "name")
+    if "," in name or not name.strip():
+        raise ValueError(
+            f"name must be non-empty and free of commas (the command line splits "
+            f"--methods on them), got {name!r}."
+        )
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"A benchmark method named {name!r} exists; pass overwrite=True to "
+            "replace it."
+        )
+    _REGISTRY[name] = MethodSpec(name, factory, description, dict(options))
+
+
+def list_methods():
+    """Return the registered methods.
+
+    Returns
+    -------
+    methods : dict of str to MethodSpec
+        A copy of the registry, in registration order.
+    """
+    _register_builtins()
+    return dict(_REGISTRY)
+
+
+def make_method(name, fwd, **options):
+    """Build the solver of a registered method for a forward model.
+
+    Parameters
+    ----------
+    name : str
+        A registered method name (see :func:`list_methods`).
+    fwd : mne.Forward
+        The forward model.
+    **options
+        Override the method's default options.
+
+    Returns
+    -------
+    solver : callable
+        ``solver(eeg, *, sfreq) -> sources``.
+    """
+    methods = list_methods()
+    if name not in methods:
+        raise ValueError(
+            f"Unknown benchmark method {name!r}; registered: {sorted(methods)}."
+        )
+    spec = methods[name]
+    return spec.factory(fwd, **{**spec.options, **options})
+
+
+# --------------------------------------------------------------------- built-ins
+def _minimum_norm_factory(fwd, *, method, **options):
+    from ..baselines import make_minimum_norm_solver
+
+    return make_minimum_norm_solver(fwd, method, verbose=False, **options)
+
+
+def _classical_mm_factory(fwd, **options):
+    from ..baselines import make_classical_mm_solver
+
+    return make_classical_mm_solver(fwd, **options)
+
+
+def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", seed=0):
+    """Batch solver running a (pretrained) MM-Net like apply_mmnet_inverse."""
+    import copy
+
+    from ..inverse._api import _resolve_model, _solve
+
+    net = _resolve_model(model, device)
+    if not projection:  # same weights, no clipping to the bound (R-MM-Net-like)
+        net = copy.deepcopy(net)
+        net.bound = None
+    gain = np.asarray(fwd["sol"]["data"], np.float64)
+    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
+
+    def solver(eeg, *, sfreq=None):
+        y = np.asarray(eeg, np.float64)
+        y = y - y.mean(axis=1, keepdims=True)
+        sources, _ = _solve(y, gain, net, n_iter, device, seed)
+        return sources.astype(np.float32)
+
+    solver.settings = dict(
+        model=str(model),
+        n_parameters=net.n_parameters,
+        n_iter=net.n_iter if n_iter is None else n_iter,
+        bound=net.bound,
+        step=net.step,
+        init=net.init,
+        training=getattr(net, "metadata", {}).get("training", None),
+    )
+    return solver
+
+
+def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16):
+    """Batch solver running a saved learned baseline (or any LearnedSolver)."""
+    import torch
+
+    from ..inverse._api import _restore_scale
+    from ..pretrained import load_model
+    from ..utils import _get_device
+
+    device = _get_device(device)
+    net = load_model(path, device=device, verbose=False)
+    gain = np.asarray(fwd["sol"]["data"], np.float64)
+    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
+    L_t = torch.as_tensor(gain, dtype=torch.float32, device=device)
+
+    def solver(eeg, *, sfreq=None):
+        y = np.asarray(eeg, np.float64)
+        y = y - y.mean(axis=1, keepdims=True)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(y), batch_size):
+                y_t = torch.as_tensor(
+                    y[start : start + batch_size], dtype=torch.float32, device=device
+                )
+                out.append(net(y_t, L_t, n_iter=n_iter).cpu().numpy())
+        x = np.concatenate(out).astype(np.float64)
+        return _restore_scale(x, gain, y).astype(np.float32)
+
+    solver.settings = dict(
+        model=str(path),
+        architecture=net.architecture,
+        n_parameters=net.n_parameters,
+        n_iter=net.n_iter if n_iter is None else n_iter,
+        init=net.init,
+        fixed_n_times=net.fixed_n_times,
+        training=getattr(net, "metadata", {}).get("train_args", None),
+    )
+    return solver
+
+
+#: file-name prefix of a saved learned baseline -> row label
+BASELINE_LABELS = {
+    "4dvarnet": "4DVarNet",
+    "meta-curvature": "Meta-Curvature",
+    "modgrad": "ModGrad",
+    "optenet": "OPTEnet",
+    "eunet": "EUnet",
+}
+
+
+def register_learned_baselines(directory):
+    """Register the learned baselines saved in a folder as benchmark rows.
+
+    Parameters
+    ----------
+    directory : path-like
+        Folder with files ``<method>-<domain>.pt`` written by
+        ``tools/train_baselines.sh`` (or :func:`mne_mmnet.save_model`), with
+        ``<method>`` one of ``4dvarnet``, ``meta-curvature``, ``modgrad``,
+        ``optenet``, ``eunet``.
+
+    Returns
+    -------
+    names : list of str
+        The registered row labels, e.g. ``"4DVarNet (sereega)"``.
+    """
+    from pathlib import Path
+
+    _validate_type(directory, "path-like", "directory")
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No folder {directory} of learned baselines.")
+    names = []
+    for fname in sorted(directory.glob("*.pt")):
+        for prefix, label in BASELINE_LABELS.items():
+            domain = fname.stem[len(prefix) + 1 :]
+            if fname.stem.startswith(prefix + "-") and domain:
+                name = f"{label} ({domain})"
+                register_method(
+                    name,
+                    _learned_factory,
+                    description=f"{label} trained on {domain} ({fname.name})",
+                    overwrite=True,
+                    path=str(fname),
+                )
+                names.append(name)
+    if not names:
+        raise ValueError(
+            f"No learned baselines (<method>-<domain>.pt with <method> in "
+            f"{sorted(BASELINE_LABELS)}) in {directory}."
+        )
+    return names
+
+
+_BUILTINS_DONE = []
+
+
+def _register_builtins():
+    if _BUILTINS_DONE:
+        return
+    _BUILTINS_DONE.append(True)
+    descriptions = {
+        "MNE": "minimum-norm estimate",
+        "dSPM": "noise-normalised MNE (dSPM)",
+        "sLORETA": "standardised low-resolution tomography",
+        "eLORETA": "exact low-resolution tomography",
+    }
+    for method, text in descriptions.items():
+        if method not in _REGISTRY:
+            register_method(
+                method,
+                _minimum_norm_factory,
+                description=f"{text}, mne.minimum_norm, fixed, lambda2 = 1/9",
+                method=method,
+            )
+    if "classical MM (sLORETA start)" not in _REGISTRY:
+        register_method(
+            "classical MM (sLORETA start)",
+            _classical_mm_factory,
+            description="cosine data energy, analytic bound, directional step, "
+            "10 iterations from sLORETA; no learned parts",
+        )
+    if "classical MM (random start)" not in _REGISTRY:
+        register_method(
+            "classical MM (random start)",
+            _classical_mm_factory,
+            description="cosine data energy, analytic bound, diagonal step, "
+            "10 iterations from 1e-3 N(0, 1) (the paper's start)",
+            init="random",
+            step="diagonal",
+        )
+    from ..pretrained import shipped_models
+
+    for name in shipped_models():
+        if name.endswith("-unprojected"):
+            label = f"R-MM-Net ({name.removesuffix('-unprojected')})"
+            if label not in _REGISTRY:
+                register_method(
+                    label,
+                    _mmnet_factory,
+                    description=f"pretrained '{name}': MM-Net trained and run "
+                    "without projection or descent safeguard (R-MM-Net)",
+                    model=name,
+                )
+            continue
+        label = f"MM-Net ({name})"
+        if label not in _REGISTRY:
+            register_method(
+                label,
+                _mmnet_factory,
+                description=f"pretrained MM-Net '{name}', projected MM steps",
+                model=name,
+            )
+        label = f"MM-Net ({name}; projection off)"
+        if label not in _REGISTRY:
+            register_method(
+                label,
+                _mmnet_factory,
+                description=f"pretrained MM-Net '{name}' run without the "
+                "projection onto the curvature bound (inference-time ablation)",
+                model=name,
+                projection=False,
+            )
+
+
+#: Methods run when none are named.
+DEFAULT_METHODS = (
+    "MNE",
+    "dSPM",
+    "sLORETA",
+    "eLORETA",
+    "classical MM (sLORETA start)",
+    "classical MM (random start)",
+)
