@@ -10,8 +10,10 @@ The public API, by task:
 - models: :func:`load_model`, :func:`fetch_model`, :func:`save_model`,
   :class:`MMNet`, :func:`train`;
 - data and scores: :mod:`mne_mmnet.simulation`, :mod:`mne_mmnet.metrics`,
-  :mod:`mne_mmnet.baselines`, :mod:`mne_mmnet.bench`;
-- figures: :mod:`mne_mmnet.viz`.
+  :mod:`mne_mmnet.baselines`, :mod:`mne_mmnet.learned_baselines`,
+  :mod:`mne_mmnet.bench`;
+- figures: :func:`plot_source_estimate` (3-D, needs the ``viz`` extra),
+  :mod:`mne_mmnet.viz`.
 """
 
 from ._version import __version__
@@ -34,6 +36,7 @@ from .simulation import load_simulation, simulate_nmm, simulate_sereega
 from .solver import solve_mm
 from .training import train
 from .utils import sys_info
+from .viz_3d import plot_source_estimate
 
 __all__ = [
     "MMNet",
@@ -47,6 +50,7 @@ __all__ = [
     "load_simulation",
     "make_fsaverage5_subjects_dir",
     "make_template_forward",
+    "plot_source_estimate",
     "read_template_adjacency",
     "read_template_forward",
     "read_template_labels",
