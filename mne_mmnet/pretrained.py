@@ -93,7 +93,9 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
     ----------
     name : str
         One of ``"sereega"`` (trained on SEREEGA-like extended sources, 64
-        samples) or ``"nmm"`` (neural mass model spikes).
+        samples) or ``"nmm"`` (neural mass model spikes), or their R-MM-Net
+        ablations ``"sereega-unprojected"`` / ``"nmm-unprojected"`` (trained
+        and run without projection or descent safeguard).
     path : path-like | None
         Download cache; default ``<MNE_DATA>/mne_mmnet_models`` where
         ``MNE_DATA`` is MNE's config value (``~/mne_data`` when unset).
@@ -191,8 +193,10 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
 
     Parameters
     ----------
-    model : MMNet
-        The model.
+    model : MMNet | LearnedSolver
+        The model (MM-Net or another
+        :class:`mne_mmnet.networks.base.LearnedSolver`, e.g. a learned
+        baseline).
     fname : path-like
         Output file (``.pt``).
     metadata : dict | None
@@ -229,7 +233,7 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
     finally:
         if tmp.exists():
             tmp.unlink()
-    logger.info(f"Saved MM-Net weights to {fname}")
+    logger.info(f"Saved {type(model).__name__} weights to {fname}")
     return fname
 
 
@@ -260,7 +264,7 @@ def load_model(model, *, device=None, verbose=None):
 
     Parameters
     ----------
-    model : str | path-like | MMNet
+    model : str | path-like | MMNet | LearnedSolver
         A pretrained model name (``"sereega"``, ``"nmm"``, see
         :func:`fetch_model`), the path of a file written by
         :func:`save_model`, or a model (returned as is).
@@ -270,8 +274,9 @@ def load_model(model, *, device=None, verbose=None):
 
     Returns
     -------
-    model : MMNet
-        The model in eval mode; ``model.metadata`` holds the file's metadata.
+    model : MMNet | LearnedSolver
+        The model in eval mode (the class its file's config names);
+        ``model.metadata`` holds the file's metadata.
 
     Raises
     ------

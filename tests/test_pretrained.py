@@ -203,12 +203,23 @@ def test_shipped_models_are_registered_and_load():
     from mne_mmnet.pretrained import _SHIPPED_DIR, shipped_models
     from mne_mmnet.utils import _sha256
 
-    assert shipped_models() == ["sereega", "nmm"]
+    assert shipped_models() == [
+        "sereega", "nmm", "sereega-unprojected", "nmm-unprojected"
+    ]  # fmt: skip
     for name in shipped_models():
         card = json.loads((_SHIPPED_DIR / f"{name}.json").read_text())
         assert card["sha256"] == _sha256(_SHIPPED_DIR / f"{name}.pt")
         assert card["training_data"], "the card records the training data"
         model = load_model(name, device="cpu")
         assert not model.training
-        assert model.bound == "analytic"  # MM-Net, not R-MM-Net
+        if name.endswith("-unprojected"):  # R-MM-Net: no guardrails at all
+            assert model.bound is None and not model.safeguard
+        else:  # MM-Net
+            assert model.bound == "analytic" and model.safeguard
         assert model.config == card["config"]
+        # same architecture and recipe as its MM-Net: only the guardrails differ
+        twin = json.loads(
+            (_SHIPPED_DIR / f"{name.removesuffix('-unprojected')}.json").read_text()
+        )
+        differ = {k for k in card["config"] if card["config"][k] != twin["config"][k]}
+        assert differ <= {"bound", "safeguard"}

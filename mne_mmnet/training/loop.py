@@ -167,8 +167,12 @@ def train(
     val_data : same as data | None
         Validation set, evaluated at the end of every epoch (its first
         ``val_samples`` samples).
-    model : MMNet | dict | None
-        Model or config to train; None uses :func:`default_config`.
+    model : MMNet | LearnedSolver | dict | None
+        Model or config to train; None uses :func:`default_config`. Any
+        :class:`mne_mmnet.networks.base.LearnedSolver` trains the same way
+        (e.g. the learned baselines, configs from
+        :func:`mne_mmnet.learned_baselines.baseline_config`); a dict with an
+        ``"architecture"`` key builds that class.
     leadfield : array | mne.Forward | None
         Leadfield the data were simulated with; None reads the template.
         Data and leadfield are average referenced here.
@@ -226,7 +230,7 @@ def train(
     Returns
     -------
     result : TrainResult
-        ``model`` (the trained MMNet, eval mode), ``history`` (list of log
+        ``model`` (the trained model, eval mode), ``history`` (list of log
         dicts) and ``out_dir``.
 
     Notes
