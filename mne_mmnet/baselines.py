@@ -119,7 +119,7 @@ def make_minimum_norm_solver(
     ----------
     fwd : mne.Forward
         EEG-only forward with fixed source orientations (e.g.
-        :func:`mne_mmnet.forward.read_template_forward`). Its leadfield need not be
+        :func:`mne_mmnet.read_template_forward`). Its leadfield need not be
         average-referenced: the average-reference projector is added here and
         applied to leadfield and data alike.
     method : str
@@ -278,11 +278,11 @@ def make_classical_mm_solver(
         Starting point: the sLORETA estimate (:func:`make_minimum_norm_solver`)
         or the paper's ``1e-3 N(0, 1)`` draw.
     step : ``"directional"`` | ``"diagonal"``
-        Step rule of :func:`mne_mmnet.solver.solve_mm`: the diagonal step
+        Step rule of :func:`mne_mmnet.solve_mm`: the diagonal step
         ``x - gamma nu_up g`` or the 1-D MM step along it whose length uses the
         exact curvature along that direction (default; both descend).
     gamma : float | None
-        Relaxation in (0, 2); ``None`` takes :func:`mne_mmnet.solver.solve_mm`'s
+        Relaxation in (0, 2); ``None`` takes :func:`mne_mmnet.solve_mm`'s
         default for the step (1.999 diagonal, 1 directional).
     seed : int
         Seed of the random start.

@@ -106,7 +106,7 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
 
     Returns
     -------
-    fname : Path
+    fname : pathlib.Path
         The verified model file.
 
     Raises
@@ -208,7 +208,7 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
 
     Returns
     -------
-    fname : Path
+    fname : pathlib.Path
         The file written.
     """
     _validate_type(model, LearnedSolver, "model", "MMNet or another LearnedSolver")

@@ -15,7 +15,7 @@ def plot_convergence(trace, *, sample=None, ax=None, show=True):
 
     Parameters
     ----------
-    trace : SolverTrace
+    trace : MMTrace
         The trace returned by :func:`mne_mmnet.solve_mm` or
         :func:`mne_mmnet.apply_mmnet_inverse` with ``return_trace=True``.
     sample : int | None

@@ -241,7 +241,8 @@ def test_validation_errors(fwd, sim, make_bad, exc, match):
 
 def test_model_and_device_errors(fwd, sim):
     evoked = _evoked(sim)
-    with pytest.raises(ValueError, match=r"one of \['sereega', 'nmm', 'sereega-unprojected'"):
+    known = r"one of \['sereega', 'nmm', 'sereega-unprojected', 'nmm-unprojected'\]"
+    with pytest.raises(ValueError, match=known):
         apply_mmnet_inverse(evoked, fwd, model="no-such-model", device="cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):

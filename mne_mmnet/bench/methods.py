@@ -78,7 +78,7 @@ def list_methods():
 
     Returns
     -------
-    methods : dict of str to MethodSpec
+    methods : dict of str to mne_mmnet.bench.MethodSpec
         A copy of the registry, in registration order.
     """
     _register_builtins()
@@ -226,9 +226,11 @@ def register_learned_baselines(directory):
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"No folder {directory} of learned baselines.")
+    _register_builtins()  # keep the classical and MM-Net rows first
     names = []
-    for fname in sorted(directory.glob("*.pt")):
-        for prefix, label in BASELINE_LABELS.items():
+    files = sorted(directory.glob("*.pt"))
+    for prefix, label in BASELINE_LABELS.items():  # the paper's order
+        for fname in files:
             domain = fname.stem[len(prefix) + 1 :]
             if fname.stem.startswith(prefix + "-") and domain:
                 name = f"{label} ({domain})"

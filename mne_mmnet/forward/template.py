@@ -92,7 +92,7 @@ def read_template_forward(*, verbose=None):
     -------
     fwd : mne.Forward
         Fixed-orientation (surface normal) EEG forward solution with 90
-        channels (:data:`TEMPLATE_CH_NAMES`) and 994 cortical regions of
+        channels (``mne_mmnet.TEMPLATE_CH_NAMES``) and 994 cortical regions of
         ``fsaverage``; ``fwd["sol"]["data"]`` has shape ``(90, 994)`` and is not
         average-referenced. A new copy is returned on each call.
 
@@ -185,7 +185,7 @@ def read_template_adjacency():
 
     Returns
     -------
-    adjacency : scipy.sparse.csr_array, shape (994, 994), dtype bool
+    adjacency : scipy.sparse.csr_array of bool, shape (994, 994)
         Symmetric, with an empty diagonal: two regions are neighbours when a
         mesh edge of the fsaverage5 surface joins one of their vertices. The
         two hemispheres are not connected. Rows and columns follow the forward

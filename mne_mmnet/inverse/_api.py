@@ -40,7 +40,7 @@ def apply_mmnet_inverse(
         of an ico-5 source space, which is summed over the template regions.
     model : str | path-like | torch.nn.Module | None
         ``"sereega"`` (default) or ``"nmm"`` for the pretrained models, a path
-        to a saved model, an :class:`mne_mmnet.networks.MMNet`, or ``None`` for
+        to a saved model, an :class:`mne_mmnet.MMNet`, or ``None`` for
         the hand-crafted MM solver (curvature bound as step, no learned parts).
         ``"sereega-unprojected"`` and ``"nmm-unprojected"`` are the R-MM-Net
         ablations of the benchmark: trained and run without projection or
@@ -63,7 +63,7 @@ def apply_mmnet_inverse(
         Region amplitudes (A·m), one row per template region, placed at each
         region's representative vertex; ``tmin = evoked.times[0]``,
         ``tstep = 1 / sfreq``, subject from the source space.
-    trace : SolverTrace
+    trace : MMTrace
         Only if ``return_trace=True``.
 
     Raises

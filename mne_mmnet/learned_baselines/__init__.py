@@ -26,7 +26,8 @@ def baseline_config(name, *, n_sources, n_times, prior_hidden=(256, 128), **opti
     Parameters
     ----------
     name : str
-        One of :data:`LEARNED_BASELINES`.
+        One of the keys of ``LEARNED_BASELINES``: ``"4dvarnet"``,
+        ``"meta-curvature"``, ``"modgrad"``, ``"optenet"`` or ``"eunet"``.
     n_sources : int
         Number of sources.
     n_times : int

@@ -117,7 +117,7 @@ class _EmbeddingSolver(LearnedSolver):
 
     @property
     def config(self):
-        """JSON-serialisable dict that :meth:`from_config` rebuilds from."""
+        """JSON-serialisable dict that ``from_config`` rebuilds from."""
         return dict(
             architecture=self.architecture,
             n_sources=self.n_sources,
@@ -269,7 +269,7 @@ class EUnet(_EmbeddingSolver):
 
     @property
     def config(self):
-        """JSON-serialisable dict that :meth:`from_config` rebuilds from."""
+        """JSON-serialisable dict that ``from_config`` rebuilds from."""
         return dict(super().config, embed_rank=self.embed_rank)
 
     def embedding_at(self, t):

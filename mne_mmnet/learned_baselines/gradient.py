@@ -193,7 +193,7 @@ class FourDVarNet(_GradientSolver):
 
     @property
     def config(self):
-        """JSON-serialisable dict that :meth:`from_config` rebuilds from."""
+        """JSON-serialisable dict that ``from_config`` rebuilds from."""
         return dict(
             self._common_config(), hidden=self.hidden, kernel_size=self.kernel_size
         )
@@ -277,7 +277,7 @@ class MetaCurvatureSolver(_FixedLengthSolver):
 
     @property
     def config(self):
-        """JSON-serialisable dict that :meth:`from_config` rebuilds from."""
+        """JSON-serialisable dict that ``from_config`` rebuilds from."""
         return dict(self._common_config(), n_times=self.n_times)
 
     def _update(self, g_unit, x, memory):
@@ -345,7 +345,7 @@ class ModGradSolver(_FixedLengthSolver):
 
     @property
     def config(self):
-        """JSON-serialisable dict that :meth:`from_config` rebuilds from."""
+        """JSON-serialisable dict that ``from_config`` rebuilds from."""
         return dict(self._common_config(), n_times=self.n_times, rank=self.rank)
 
     def _update(self, g_unit, x, memory):

@@ -165,7 +165,7 @@ def localization_error(
         Source adjacency graph.
     order : int
         Neighbourhood order searched around each seed (default
-        :data:`DEFAULT_ORDER`).
+        ``DEFAULT_ORDER`` = 5).
 
     Returns
     -------
@@ -323,7 +323,7 @@ def evaluate(
         Sampling frequency in Hz (for the time error in ms).
     order : int
         Order of the graph neighbourhood searched for the estimated peak
-        (default :data:`DEFAULT_ORDER` = 5, see Notes).
+        (default ``DEFAULT_ORDER`` = 5, see Notes).
     active : array of bool, shape (n_samples, n_sources) | None
         True active sources for the AUC (see :func:`auc`).
     verbose : bool | str | int | None

@@ -74,7 +74,7 @@ class LearnedSolver(nn.Module):
     Subclasses set ``self.prior`` in ``__init__`` (the autoencoder used by the
     meta-loss, or None; not a class attribute, which would hide the module),
     ``n_iter`` and ``init``, and implement :meth:`iterate` and the ``config``
-    property / :meth:`from_config` pair.
+    property / ``from_config`` classmethod pair.
     """
 
     architecture = None
@@ -127,10 +127,10 @@ class LearnedSolver(nn.Module):
         L : torch.Tensor
             Leadfield, (n_channels, n_sources).
         n_iter : int | None
-            Number of iterations (default :attr:`n_iter`).
+            Number of iterations (default ``self.n_iter``).
         x0 : torch.Tensor | None
-            Start; by default drawn per :attr:`init` with ``seed``.
-        seed : None | int | np.random.Generator | torch.Generator
+            Start; by default drawn per ``self.init`` with ``seed``.
+        seed : None | int | numpy.random.Generator | torch.Generator
             Seed of the random start.
         create_graph : bool | None
             Keep the graph through the energy gradients (needed to train

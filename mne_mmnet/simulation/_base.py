@@ -11,21 +11,21 @@ class Simulation:
 
     Attributes
     ----------
-    sources : array, shape (n, n_sources, n_times), float32
-        Ground-truth source time courses (zero outside the patches).
-    eeg : array, shape (n, n_channels, n_times), float32
-        Sensor data, ``L @ sources`` (plus background activity for neural
+    sources : array, shape (n_samples, n_sources, n_times)
+        Ground-truth source time courses (float32, zero outside the patches).
+    eeg : array, shape (n_samples, n_channels, n_times)
+        Sensor data (float32), ``L @ sources`` (plus background activity for neural
         mass data) plus sensor noise; not re-referenced.
-    seeds : array, shape (n, max_patches), int64
-        Region indices of the patch centres, ``-1`` padded.
-    patch_masks : array, shape (n, n_sources), bool
+    seeds : array of int, shape (n_samples, max_patches)
+        Region indices (int64) of the patch centres, ``-1`` padded.
+    patch_masks : array of bool, shape (n_samples, n_sources)
         Regions inside any patch.
     sfreq : float
         Sampling frequency in Hz.
     meta : dict
         JSON-serialisable description (kind, SNR, noise colour, seed, ...).
     sample_params : dict of array
-        Per-sample draws (first axis ``n``), e.g. orders and amplitudes.
+        Per-sample draws (first axis ``n_samples``), e.g. orders and amplitudes.
     """
 
     sources: np.ndarray

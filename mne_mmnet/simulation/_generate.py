@@ -108,8 +108,8 @@ def generate_dataset(
     path : path-like
         Output directory: ``manifest.json`` and ``shard-00000.npz``, ...
     kind : ``"sereega"`` | ``"nmm"``
-        Which simulator to run (:func:`simulate_sereega` or
-        :func:`simulate_nmm`).
+        Which simulator to run (:func:`~mne_mmnet.simulate_sereega` or
+        :func:`~mne_mmnet.simulate_nmm`).
     n : int
         Total number of samples.
     shard_size : int

@@ -154,7 +154,7 @@ def jansen_rit(
         Output sampling frequency; ``1 / (dt * sfreq)`` must be an integer.
         The output is the mean of ``y1 - y2`` over each output period (a
         boxcar anti-aliasing filter).
-    seed : int | np.random.Generator | torch.Generator | None
+    seed : int | numpy.random.Generator | torch.Generator | None
         Random seed.
     backend : ``"numpy"`` | ``"torch"``
         Array library; ``"torch"`` runs on ``device``.

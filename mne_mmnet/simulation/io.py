@@ -157,7 +157,7 @@ def save_simulation(sim, path, *, shard_size=None, overwrite=False, verbose=None
 
     Returns
     -------
-    path : Path
+    path : pathlib.Path
         The directory written.
 
     Raises
@@ -221,7 +221,11 @@ def _shapes(sim):
 
 @verbose
 def load_simulation(path, *, indices=None, check_hash=True, verbose=None):
-    """Load a simulation saved by :func:`save_simulation` or generate_dataset.
+    """Load a simulation directory.
+
+    The directory is one written by
+    :func:`~mne_mmnet.simulation.save_simulation` or
+    :func:`~mne_mmnet.simulation.generate_dataset`.
 
     Parameters
     ----------

@@ -49,14 +49,14 @@ def simulate_nmm(
 
     Every source is a Jansen-Rit column. Background columns have the standard
     parameters and input; each active patch (grown on the adjacency graph as
-    in :func:`simulate_sereega`) is driven by a column with a raised
+    in :func:`~mne_mmnet.simulate_sereega`) is driven by a column with a raised
     excitatory gain, which produces sporadic spikes.
 
     Parameters
     ----------
     n : int
         Number of samples.
-    seed : int | np.random.Generator | None
+    seed : int | numpy.random.Generator | None
         Random seed; the same seed (and ``batch_size``) gives identical arrays.
     snr_db : float | tuple of float | None
         Sensor SNR in dB, or a ``(min, max)`` range drawn per sample; ``None``
@@ -70,7 +70,7 @@ def simulate_nmm(
         Window length in samples (500 = 1 s at 500 Hz).
     n_patches, orders : int | tuple of int
         Patches per sample and their neighbourhood orders, as in
-        :func:`simulate_sereega`.
+        :func:`~mne_mmnet.simulate_sereega`.
     amplitude_range : tuple of float
         Peak amplitude of the spike at the (first) patch centre, in nA.m;
         further patches keep the same unit, so that each sits
@@ -86,7 +86,8 @@ def simulate_nmm(
     active_input, background_input : float
         Mean input rates (pulses/s) of the spiking and background columns.
     input_noise : float
-        Input fluctuation ``sigma`` (pulses/s^(1/2)), see :func:`jansen_rit`.
+        Input fluctuation ``sigma`` (pulses/s^(1/2)), see
+        :func:`~mne_mmnet.simulation.jansen_rit`.
     transient : float
         Warm-up time (s) discarded before recording.
     search : float
@@ -107,7 +108,7 @@ def simulate_nmm(
         Precision of the integration (float32 is about twice as fast with
         the torch backend).
     fwd, adjacency
-        Head model, as in :func:`simulate_sereega`.
+        Head model, as in :func:`~mne_mmnet.simulate_sereega`.
     %(verbose)s
 
     Returns

@@ -55,15 +55,15 @@ def add_noise(eeg, snr_db, *, color="white", seed=None, exponent=1.0):
     color : ``"white"`` | ``"pink"``
         Temporal spectrum of the noise: flat, or ``1 / f ** exponent`` in power
         (shaped along time in the frequency domain).
-    seed : int | np.random.Generator | None
+    seed : int | numpy.random.Generator | None
         Random seed.
     exponent : float
         Spectral exponent ``beta`` of the coloured noise (1 for pink noise).
 
     Returns
     -------
-    noisy : array, same shape and dtype as ``eeg``
-        ``eeg + noise``.
+    noisy : array
+        ``eeg + noise``, with the shape and dtype of ``eeg``.
 
     Raises
     ------

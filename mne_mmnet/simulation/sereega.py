@@ -50,13 +50,13 @@ def simulate_sereega(
     ----------
     n : int
         Number of samples.
-    seed : int | np.random.Generator | None
+    seed : int | numpy.random.Generator | None
         Random seed; the same seed gives identical arrays.
     snr_db : float | tuple of float | None
         Sensor SNR in dB, or a ``(min, max)`` range drawn uniformly per
         sample; ``None`` adds no noise.
     noise : ``"white"`` | ``"pink"``
-        Colour of the sensor noise, see :func:`add_noise`.
+        Colour of the sensor noise, see :func:`~mne_mmnet.simulation.add_noise`.
     sfreq : float
         Sampling frequency in Hz.
     n_times : int
@@ -76,7 +76,7 @@ def simulate_sereega(
         duration.
     fwd : mne.Forward | None
         Fixed-orientation forward model; ``None`` uses the template
-        (:func:`mne_mmnet.forward.read_template_forward`).
+        (:func:`mne_mmnet.read_template_forward`).
     adjacency : scipy.sparse array | None
         Source adjacency; ``None`` uses the template's.
     %(verbose)s

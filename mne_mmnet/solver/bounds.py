@@ -257,7 +257,7 @@ def hvp_curvature_bound(x, y, L, *, prior=None, lam=1.0, n_power_iter=20, seed=N
         Prior weight.
     n_power_iter : int
         Power iterations (each one Hessian-vector product).
-    seed : None | int | np.random.Generator | torch.Generator
+    seed : None | int | numpy.random.Generator | torch.Generator
         Seed of the random start vector.
 
     Returns

@@ -73,7 +73,7 @@ def initial_estimate(y, L, *, init="random", seed=None):
     init : 'random' | 'mne' | 'sloreta'
         ``'random'`` draws the paper's ``1e-3 N(0, 1)``; ``'mne'`` and
         ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``).
-    seed : None | int | np.random.Generator | torch.Generator
+    seed : None | int | numpy.random.Generator | torch.Generator
         Seed of the random start. The draw is made on the CPU in float64 and
         then moved, so a seed gives the same start on every device.
 

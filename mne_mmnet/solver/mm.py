@@ -23,7 +23,7 @@ _MAX_DIRECTIONAL_RATIO = 1e3
 
 @dataclass
 class MMTrace:
-    """Per-iteration diagnostics of :func:`mm_iterations`.
+    """Per-iteration diagnostics of :func:`~mne_mmnet.solver.mm_iterations`.
 
     Attributes
     ----------

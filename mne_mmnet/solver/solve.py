@@ -90,11 +90,11 @@ def solve_mm(
         Prior weight; ``None`` takes ``model.lam`` if present, else 1.
     device : str | torch.device | None
         Where to compute (``None``: CUDA when available).
-    seed : None | int | np.random.Generator
+    seed : None | int | numpy.random.Generator
         Seed of the random start and of the power iterations.
     dtype : 'float32' | 'float64'
     return_trace : bool
-        Also return the :class:`MMTrace` (numpy arrays).
+        Also return the :class:`~mne_mmnet.solver.MMTrace` (numpy arrays).
     %(verbose)s
 
     Returns

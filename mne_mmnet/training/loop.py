@@ -14,6 +14,11 @@ from .distributed import (
 from .losses import meta_loss
 
 TrainResult = namedtuple("TrainResult", ["model", "history", "out_dir"])
+TrainResult.__doc__ = """What :func:`mne_mmnet.train` returns.
+
+``model`` is the trained model (eval mode), ``history`` the list of log dicts
+and ``out_dir`` the directory the files were written to.
+"""
 _CHECKPOINT = "checkpoint.pt"
 _LOG = "train_log.jsonl"
 _VAL_STREAM = -1  # per-sample random stream of the (fixed) validation starts
@@ -91,7 +96,7 @@ def default_config(n_sources=994):
     Returns
     -------
     config : dict
-        For :meth:`mne_mmnet.networks.MMNet.from_config`.
+        For :meth:`mne_mmnet.MMNet.from_config`.
     """
     return dict(
         prior=dict(n_sources=n_sources, hidden=(256, 128)),
@@ -159,16 +164,17 @@ def train(
     ----------
     data : path-like | Simulation | tuple | Dataset
         Training set: a simulation directory (see
-        :func:`mne_mmnet.simulation.load_simulation`), a ``Simulation``, an
-        ``(eeg, sources)`` pair of arrays, or a Dataset of such pairs.
+        :func:`mne_mmnet.load_simulation`), a ``Simulation``, an
+        ``(eeg, sources)`` pair of arrays, or a torch ``Dataset`` of such pairs.
     out_dir : path-like
         Where the checkpoint, the JSON-lines log (``train_log.jsonl``), the
         loss plot (``loss.png``) and the final ``model.pt`` go.
-    val_data : same as data | None
-        Validation set, evaluated at the end of every epoch (its first
-        ``val_samples`` samples).
+    val_data : path-like | Simulation | tuple | Dataset | None
+        Validation set, in any of the forms of ``data``, evaluated at the end
+        of every epoch (its first ``val_samples`` samples).
     model : MMNet | LearnedSolver | dict | None
-        Model or config to train; None uses :func:`default_config`. Any
+        Model or config to train; None uses
+        :func:`~mne_mmnet.training.default_config`. Any
         :class:`mne_mmnet.networks.base.LearnedSolver` trains the same way
         (e.g. the learned baselines, configs from
         :func:`mne_mmnet.learned_baselines.baseline_config`); a dict with an
@@ -188,9 +194,9 @@ def train(
         Inner MM iterations (default: the model's, 10).
     gradient : "full" | "jfb"
         Backpropagation through all iterations or the last ``jfb_last`` only,
-        see :func:`meta_gradient_step`.
+        see :func:`~mne_mmnet.training.meta_gradient_step`.
     jfb_last, jfb_restarts : int
-        See :func:`meta_gradient_step`.
+        See :func:`~mne_mmnet.training.meta_gradient_step`.
     init : "random" | "mne" | "sloreta" | None
         Start of the inner solver (default: the model's).
     prior_steps : int
