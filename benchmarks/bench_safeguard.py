@@ -14,6 +14,7 @@ benchmark's test seed) and writes benchmarks/results/safeguard.md:
   (4DVarNet, Meta-Curvature, ModGrad minimise the same energy, unguarded).
 
     python benchmarks/bench_safeguard.py [--baselines-dir pretrained_work/baselines]
+        [--n-sereega 100] [--n-nmm 16]
 """
 
 import argparse
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 import mne_mmnet
+from mne_mmnet.bench.methods import BASELINE_LABELS
 from mne_mmnet.pretrained import shipped_models
 
 OUT = Path(__file__).parent / "results" / "safeguard.md"
@@ -51,6 +53,14 @@ def _mmnet_rows(data_name, y, gain, name, rows):
         )
 
 
+def _baseline_label(fname):
+    """``4dvarnet-nmm.pt`` -> ``4DVarNet (nmm)``, as in the benchmark table."""
+    for prefix, label in BASELINE_LABELS.items():
+        if fname.stem.startswith(prefix + "-"):
+            return f"{label} ({fname.stem[len(prefix) + 1 :]})"
+    return fname.stem
+
+
 def _baseline_rows(data_name, y, gain, fname, rows):
     net = mne_mmnet.load_model(fname, device="cpu")
     if net.fixed_n_times not in (None, y.shape[-1]):
@@ -63,7 +73,7 @@ def _baseline_rows(data_name, y, gain, fname, rows):
     total = trace["total"].numpy()
     rises = np.diff(total, axis=0)
     rows.append(
-        f"| {data_name} | {fname.stem} | none | no "
+        f"| {data_name} | {_baseline_label(fname)} | none | no "
         f"| {100 * (rises > 0).mean():.1f}% | – | {rises.max():.1e} |"
     )
 
@@ -71,16 +81,18 @@ def _baseline_rows(data_name, y, gain, fname, rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baselines-dir", type=Path, default=None)
+    parser.add_argument("--n-sereega", type=int, default=100)
+    parser.add_argument("--n-nmm", type=int, default=16)
     args = parser.parse_args(argv)
     mne.set_log_level("ERROR")
     fwd = mne_mmnet.read_template_forward()
     gain = fwd["sol"]["data"] - fwd["sol"]["data"].mean(axis=0)
     sets = {
-        "sereega (32 samples)": mne_mmnet.simulate_sereega(
-            32, seed=TEST_SEED, snr_db=5.0, fwd=fwd
+        f"sereega ({args.n_sereega} samples)": mne_mmnet.simulate_sereega(
+            args.n_sereega, seed=TEST_SEED, snr_db=5.0, fwd=fwd
         ),
-        "nmm (8 samples)": mne_mmnet.simulate_nmm(
-            8, seed=TEST_SEED, snr_db=5.0, fwd=fwd
+        f"nmm ({args.n_nmm} samples)": mne_mmnet.simulate_nmm(
+            args.n_nmm, seed=TEST_SEED, snr_db=5.0, fwd=fwd
         ),
     }
     rows = [
@@ -90,13 +102,14 @@ def main(argv=None):
         "lower-level energy: rejected where the safeguard is on, taken where it "
         "is off.",
         "",
-        "| data | model | projection | safeguard | energy rose | clipped at nu_up "
+        "| data | model | projection | safeguard | energy rose | clipped at bound "
         "| max energy change |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     baselines = []
     if args.baselines_dir is not None:
-        baselines = sorted(Path(args.baselines_dir).glob("*.pt"))
+        files = sorted(Path(args.baselines_dir).glob("*.pt"))
+        baselines = [f for p in BASELINE_LABELS for f in files if f.stem.startswith(p)]
     for data_name, sim in sets.items():
         y = sim.eeg - sim.eeg.mean(axis=1, keepdims=True)
         for name in shipped_models():
