@@ -4,6 +4,7 @@ import mne
 import numpy as np
 import pytest
 import torch
+from mne.utils import catch_logging
 
 import mne_mmnet
 from mne_mmnet import (
@@ -321,3 +322,19 @@ def test_pretrained_model_end_to_end(fwd, sim):
     ]
     errors = [_peak_error_mm(stc, sim, k, fwd) for k, stc in enumerate(subset)]
     assert np.median(errors) < 30.0, errors
+
+
+def test_unguarded_model_is_flagged(fwd, sim):
+    """R-MM-Net runs through the API and says it has no descent guarantee; the
+    shipped MM-Net does not say so."""
+    evoked = _evoked(sim)
+    with catch_logging(verbose=True) as log:
+        stc = apply_mmnet_inverse(
+            evoked, fwd, model="sereega-unprojected", n_iter=3, device="cpu",
+            verbose=True,
+        )  # fmt: skip
+    assert "no descent guarantee" in log.getvalue()
+    assert np.isfinite(stc.data).all() and np.abs(stc.data).max() > 0
+    with catch_logging(verbose=True) as log:
+        apply_mmnet_inverse(evoked, fwd, n_iter=3, device="cpu", verbose=True)
+    assert "no descent guarantee" not in log.getvalue()

@@ -146,6 +146,12 @@ def _resolve_model(model, device):
             f"{type(net).__name__}, a learned baseline of the benchmark without "
             "MM steps. Run it with mne_mmnet.bench or call the module directly."
         )
+    if net.bound is None or not net.safeguard:
+        logger.info(
+            "    This model runs without the projection onto the curvature bound "
+            "or without the descent safeguard (R-MM-Net): its steps carry no "
+            "descent guarantee."
+        )
     return net
 
 
