@@ -144,6 +144,11 @@ def plot_source_estimate(
             f"{kwargs['time_viewer']!r} with offscreen=True. Pass "
             "time_viewer=False, or offscreen=False on a machine with a display."
         )
+    if offscreen:
+        # MNE's notebook backend imports pyvistaqt (hence a Qt binding) too;
+        # check before building the template subject, which is slow
+        for name in ("pyvistaqt", "ipywidgets", "ipyevents"):
+            _check_import(name)
     if subjects_dir is None:
         subjects_dir = _cached_subjects_dir()
     else:
@@ -197,9 +202,6 @@ def _plot_offscreen(stc, plot_kwargs):
     import mne
     import pyvista
 
-    # MNE's notebook backend imports pyvistaqt (hence a Qt binding) too
-    for name in ("pyvistaqt", "ipywidgets", "ipyevents"):
-        _check_import(name)
     brain_kwargs = dict(plot_kwargs.get("brain_kwargs") or {})
     brain_kwargs["show"] = False
     plot_kwargs.update(time_viewer=False, brain_kwargs=brain_kwargs)
@@ -246,7 +248,11 @@ def _cached_subjects_dir():
     base.mkdir(parents=True, exist_ok=True)
     partial = base / f".{_CACHE_NAME}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    make_fsaverage5_subjects_dir(partial, overwrite=True, verbose=False)
+    try:
+        make_fsaverage5_subjects_dir(partial, overwrite=True, verbose=False)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     try:
         partial.rename(subjects_dir)
     except OSError:  # another process finished first

@@ -60,6 +60,8 @@ def test_registry():
         register_method("bad", 3)
     with pytest.raises(ValueError, match="commas"):
         register_method("a, b", _pinv_factory)
+    with pytest.raises(ValueError, match="not 'all'"):
+        register_method("all", _pinv_factory)
 
 
 def test_run_benchmark_and_outputs(standin, tmp_path):
@@ -129,6 +131,17 @@ def test_run_benchmark_and_outputs(standin, tmp_path):
         write_results(only_pinv, tmp_path, append=True, **{**kw, "dataset": {}})
     with pytest.raises(ValueError, match="Unknown benchmark method"):
         run_benchmark(sim, fwd, adjacency, methods=["nope"], progress=False)
+    with pytest.raises(TypeError, match="sequence of method names"):
+        run_benchmark(sim, fwd, adjacency, methods="MNE", progress=False)
+    with pytest.raises(ValueError, match="distinct"):
+        run_benchmark(sim, fwd, adjacency, methods=["MNE", "MNE"], progress=False)
+    with pytest.raises(ValueError, match=r"entries for \['sLORETA'\]"):
+        run_benchmark(
+            sim, fwd, adjacency, methods=["MNE"], progress=False,
+            method_options={"sLORETA": {}},
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="Invalid value for the 'kind'"):
+        write_results(results, tmp_path, tag="bad", kind="nope")
     assert "| test-pinv |" in format_table(results)
 
 

@@ -121,6 +121,36 @@ def test_unknown_architecture():
         build_model({"architecture": "4dvarnet", "bogus": 1})
 
 
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="two convolutions"):
+        OPTEnet(n_sources=4, n_embed=6, hidden=(8,))
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        EUnet(n_sources=4, n_embed=6, kernel_size=4)
+    with pytest.raises(ValueError, match="built for 5 sources"):
+        MetaCurvatureSolver(dict(n_sources=5, hidden=[4]), n_sources=4, n_times=3)
+    y, L, _ = _problem(n=1)
+    with pytest.raises(ValueError, match="n_iter must be >= 0"):
+        _small("4dvarnet")(y, L, n_iter=-1)
+
+
+def test_bench_random_start_is_seeded(tmp_path):
+    """A baseline with a random start gives the same benchmark row twice."""
+    from mne_mmnet import save_model
+    from mne_mmnet.bench.methods import _learned_factory
+
+    fwd, _, _ = make_sphere_forward(40)
+    n_src = fwd["sol"]["data"].shape[1]
+    model = _small("4dvarnet", n_sources=n_src, init="random").float()
+    save_model(model, tmp_path / "m.pt", verbose=False)
+    eeg = np.random.default_rng(0).standard_normal((2, fwd["sol"]["data"].shape[0], 8))
+    outs = [
+        _learned_factory(fwd, path=tmp_path / "m.pt", seed=seed)(eeg)
+        for seed in (0, 0, 1)
+    ]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.allclose(outs[0], outs[2])
+
+
 def test_gradient_solvers_start_as_normalised_gradient_descent():
     """With identity factors / no modulation, one step is plain descent."""
     y, L, _ = _problem(n=2)

@@ -200,7 +200,10 @@ def test_invalid_input(subjects_dir, template):
 
 
 @pytest.mark.parametrize("module", ["pyvista", "pyvistaqt", "ipyevents"])
-def test_missing_dependency_names_the_extra(template, module, monkeypatch):
+def test_missing_dependency_names_the_extra(template, module, monkeypatch, tmp_path):
+    monkeypatch.setenv("MNE_DATA", str(tmp_path))
     monkeypatch.setitem(sys.modules, module, None)  # importing it now fails
     with pytest.raises(ImportError, match=rf"{module}.*pip install mne-mmnet\[viz\]"):
         plot_source_estimate(template[0], offscreen=True)
+    # checked before the (slow) template subject is built under MNE_DATA
+    assert not any(tmp_path.iterdir())

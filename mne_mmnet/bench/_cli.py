@@ -31,12 +31,24 @@ def add_parser(subparsers):
         "--kind", choices=("sereega", "nmm"), default="sereega",
         help="simulate a test set of this kind (ignored with --data)",
     )  # fmt: skip
-    p.add_argument("-n", "--n-samples", type=int, default=1000, help="test samples")
-    p.add_argument("--seed", type=int, default=DEFAULT_TEST_SEED, help="test seed")
-    p.add_argument("--snr", type=float, default=5.0, help="sensor SNR in dB")
+    p.add_argument(
+        "-n", "--n-samples", type=int, default=None,
+        help="test samples: the first N of --data (default: all), or N simulated "
+        "(default: 1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_TEST_SEED,
+        help="test seed (ignored with --data)",
+    )
+    p.add_argument(
+        "--snr", type=float, default=5.0, help="sensor SNR in dB (ignored with --data)"
+    )
     p.add_argument(
         "--n-times", type=int, default=None,
-        help="samples per trial (simulator default: 64 SEREEGA, 500 NMM)",
+        help="samples per trial (simulator default: 64 SEREEGA, 500 NMM; ignored "
+        "with --data)",
     )  # fmt: skip
     p.add_argument(
         "--methods", default=",".join(DEFAULT_METHODS),
@@ -68,7 +80,7 @@ def _load_data(args, fwd, adjacency):
 
     if args.data is not None:
         sim = load_simulation(args.data)
-        if args.n_samples < len(sim):
+        if args.n_samples is not None and args.n_samples < len(sim):
             sim = sim.subset(range(args.n_samples))
         kind = sim.meta.get("kind")
         dataset = dict(source=str(args.data), n=len(sim), **_scalar_meta(sim.meta))
@@ -77,7 +89,7 @@ def _load_data(args, fwd, adjacency):
     if args.n_times is not None:
         kwargs["n_times"] = args.n_times
     simulate = simulate_sereega if args.kind == "sereega" else simulate_nmm
-    sim = simulate(args.n_samples, **kwargs)
+    sim = simulate(1000 if args.n_samples is None else args.n_samples, **kwargs)
     dataset = dict(
         source="generated", kind=args.kind, n=len(sim), seed=args.seed,
         snr_db=args.snr, n_times=int(sim.eeg.shape[-1]), sfreq=float(sim.sfreq),
@@ -125,7 +137,10 @@ def _run(args):
     if unknown:
         sys.stderr.write(f"Unknown method(s) {unknown}; see --list.\n")
         return 2
-    if args.n_samples < 1:
+    if len(set(methods)) != len(methods):
+        sys.stderr.write(f"--methods names a method more than once: {methods}.\n")
+        return 2
+    if args.n_samples is not None and args.n_samples < 1:
         sys.stderr.write("--n-samples must be >= 1.\n")
         return 2
     with use_log_level("warning"):

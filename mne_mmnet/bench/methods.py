@@ -54,14 +54,18 @@ def register_method(name, factory, *, description="", overwrite=False, **options
 
     Raises
     ------
+    TypeError
+        If ``name`` is not a string or ``factory`` is not callable.
     ValueError
-        If ``name`` is taken and ``overwrite`` is False.
+        If ``name`` is empty, holds a comma or is ``"all"``, or is taken and
+        ``overwrite`` is False.
     """
     _validate_type(name, str, "name")
-    if "," in name or not name.strip():
+    if "," in name or not name.strip() or name.strip() == "all":
         raise ValueError(
-            f"name must be non-empty and free of commas (the command line splits "
-            f"--methods on them), got {name!r}."
+            f"name must be non-empty, free of commas (the command line splits "
+            f"--methods on them) and not 'all' (the command line's word for every "
+            f"method), got {name!r}."
         )
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {type(factory).__name__}.")
@@ -155,8 +159,12 @@ def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", se
     return solver
 
 
-def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16):
-    """Batch solver running a saved learned baseline (or any LearnedSolver)."""
+def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16, seed=0):
+    """Batch solver running a saved learned baseline (or any LearnedSolver).
+
+    ``seed`` seeds the start of models with ``init="random"`` (as the MM-Net
+    rows do); the linear starts ignore it.
+    """
     import torch
 
     from ..inverse._api import _restore_scale
@@ -178,7 +186,7 @@ def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16):
                 y_t = torch.as_tensor(
                     y[start : start + batch_size], dtype=torch.float32, device=device
                 )
-                out.append(net(y_t, L_t, n_iter=n_iter).cpu().numpy())
+                out.append(net(y_t, L_t, n_iter=n_iter, seed=seed).cpu().numpy())
         x = np.concatenate(out).astype(np.float64)
         return _restore_scale(x, gain, y).astype(np.float32)
 
@@ -256,7 +264,6 @@ _BUILTINS_DONE = []
 def _register_builtins():
     if _BUILTINS_DONE:
         return
-    _BUILTINS_DONE.append(True)
     descriptions = {
         "MNE": "minimum-norm estimate",
         "dSPM": "noise-normalised MNE (dSPM)",
@@ -319,6 +326,7 @@ def _register_builtins():
                 model=name,
                 projection=False,
             )
+    _BUILTINS_DONE.append(True)  # only once every built-in row is in
 
 
 #: Methods run when none are named.

@@ -66,6 +66,16 @@ def run_benchmark(
     _validate_type(batch_size, "int", "batch_size")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if isinstance(methods, str):
+        raise TypeError(
+            f"methods must be a sequence of method names, got the string "
+            f"{methods!r}; pass [{methods!r}] for one method."
+        )
+    methods = list(methods)
+    duplicated = sorted({m for m in methods if methods.count(m) > 1})
+    if duplicated:
+        raise ValueError(f"methods must be distinct, got {duplicated} more than once.")
+    _validate_type(method_options, (dict, None), "method_options")
     method_options = {} if method_options is None else dict(method_options)
     registry = list_methods()
     unknown = [m for m in methods if m not in registry]
@@ -73,7 +83,15 @@ def run_benchmark(
         raise ValueError(
             f"Unknown benchmark method(s) {unknown}; registered: {sorted(registry)}."
         )
+    unused = sorted(set(method_options) - set(methods))
+    if unused:
+        raise ValueError(
+            f"method_options has entries for {unused}, which are not in methods "
+            f"{methods}; check the names."
+        )
     n = len(sim)
+    if n < 1:
+        raise ValueError("The test set sim is empty; it needs at least one sample.")
     positions = np.asarray(fwd["source_rr"])
     out = dict(n_samples=n, sfreq=float(sim.sfreq), order=order, methods={})
     for name in methods:

@@ -184,19 +184,22 @@ def write_results(
         Which block of the paper's Table I to show beside ours.
     scores : bool
         Also write the per-sample scores to ``scores_<tag>.npz``.
-    command : str | None
-        The command line that produced the results (stored in the JSON).
     append : bool
         Keep the rows of an existing ``results_<tag>.json`` (methods run now
         replace rows of the same name). The existing file must describe the same
         test set (``dataset`` and neighbourhood order), otherwise this raises.
+    command : str | None
+        The command line that produced the results (stored in the JSON).
 
     Returns
     -------
     paths : dict of str to Path
         ``{"table": ..., "json": ...}`` (and ``"scores"``).
     """
+    _validate_type(results, dict, "results")
     _validate_type(tag, str, "tag")
+    if kind is not None:
+        _check_option("kind", kind, tuple(PAPER_TABLE_I))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = {} if dataset is None else dict(dataset)

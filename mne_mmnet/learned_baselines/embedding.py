@@ -43,7 +43,11 @@ def _scaled_problem(y, L):
 
 
 class _Potential(nn.Module):
-    """``phi(z) = sum q' log_cosh(K2 log_cosh(K1 z + t b1) + b2)`` (eq. 4.1)."""
+    """``phi(z) = sum q' log_cosh(K2 log_cosh(K1 z + c1 + t b1) + c2)`` (eq. 4.1).
+
+    ``K1``, ``K2`` are temporal convolutions with biases ``c1``, ``c2``; the
+    time embedding ``t b1`` exists for EUnet only.
+    """
 
     def __init__(self, n_embed, hidden, kernel_size, time_dependent):
         super().__init__()
@@ -92,6 +96,19 @@ class _EmbeddingSolver(LearnedSolver):
         _validate_type(n_iter, "int", "n_iter")
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
+        _validate_type(n_sources, "int", "n_sources")
+        _validate_type(n_embed, "int", "n_embed")
+        if len(hidden) != 2:
+            raise ValueError(
+                f"hidden must hold the channels of the two convolutions of the "
+                f"potential, e.g. (128, 64), got {hidden!r}."
+            )
+        _validate_type(kernel_size, "int", "kernel_size")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd and >= 1 (same-length convolutions), "
+                f"got {kernel_size}."
+            )
         if n_embed < n_sources:
             raise ValueError(
                 f"n_embed must be >= n_sources ({n_sources}) for an over-complete "
@@ -242,9 +259,11 @@ class EUnet(_EmbeddingSolver):
 
     Notes
     -----
-    ``E(t) = E_0 + U diag(w(t)) V'`` with ``w(t) = W_2 tanh(t W_1 + c)``, a
+    ``E(t) = E_0 + U diag(w(t)) V'`` with ``w(t) = W_2 tanh(t W_1 + c_1) + c_2``, a
     small network mapping the step time ``t`` to the embedding, and the
-    potential gains a time embedding ``t b_1`` (eqs. 3.8, 4.1 of [1]).
+    potential gains a time embedding ``t b_1`` (eqs. 3.8, 4.1 of [1]). Step
+    ``k`` uses ``E(k / n_iter)``; the estimate is read out through the
+    embedding at the end time, ``x = E(1) z`` after ``n_iter`` steps.
 
     References
     ----------

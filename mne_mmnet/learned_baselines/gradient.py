@@ -53,6 +53,11 @@ class _GradientSolver(LearnedSolver):
         if isinstance(prior, dict):
             prior = SoftReLUAutoencoder(**prior)
         _validate_type(prior, (SoftReLUAutoencoder, None), "prior")
+        if prior is not None and prior.n_sources != n_sources:
+            raise ValueError(
+                f"The prior was built for {prior.n_sources} sources, the solver "
+                f"for n_sources={n_sources}; build both for the same number."
+            )
         _validate_type(n_iter, "int", "n_iter")
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
@@ -156,10 +161,10 @@ class FourDVarNet(_GradientSolver):
     Iteration ``k`` feeds the unit-RMS gradient ``g_k / rms(g_k)`` of the
     energy at the unit-RMS iterate to the ConvLSTM cell (state carried across
     iterations, recurrence over iterations, not time) and takes
-    ``x_{k+1} = x_k - s_k W h_k`` with a 1x1 convolution ``W`` and a learned
-    step ``s_k``; like the solver of Fablet et al. (2021) it is length
-    agnostic. Unlike theirs, the energy is MM-Net's cosine energy, so that
-    both solvers minimise the same objective.
+    ``x_{k+1} = x_k - s_k W h_k`` (rescaled to unit RMS) with a 1x1
+    convolution ``W`` and a learned step ``s_k``; like the solver of Fablet
+    et al. (2021) it is length agnostic. Unlike theirs, the energy is
+    MM-Net's cosine energy, so that both solvers minimise the same objective.
 
     References
     ----------

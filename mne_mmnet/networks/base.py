@@ -154,6 +154,10 @@ class LearnedSolver(nn.Module):
                 f"n_sources) with matching n_channels, got {tuple(y.shape)} and "
                 f"{tuple(L.shape)}."
             )
+        if n_iter is not None:
+            _validate_type(n_iter, "int-like", "n_iter")
+            if int(n_iter) < 0:
+                raise ValueError(f"n_iter must be >= 0 (or None), got {n_iter}.")
         n_times = y.shape[-1]
         if self.fixed_n_times is not None and n_times != self.fixed_n_times:
             raise ValueError(
