@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import mne_mmnet
-from mne_mmnet.bench.methods import BASELINE_LABELS
+from mne_mmnet.bench.methods import _baseline_files
 from mne_mmnet.pretrained import shipped_models
 
 OUT = Path(__file__).parent / "results" / "safeguard.md"
@@ -53,15 +53,7 @@ def _mmnet_rows(data_name, y, gain, name, rows):
         )
 
 
-def _baseline_label(fname):
-    """``4dvarnet-nmm.pt`` -> ``4DVarNet (nmm)``, as in the benchmark table."""
-    for prefix, label in BASELINE_LABELS.items():
-        if fname.stem.startswith(prefix + "-"):
-            return f"{label} ({fname.stem[len(prefix) + 1 :]})"
-    return fname.stem
-
-
-def _baseline_rows(data_name, y, gain, fname, rows):
+def _baseline_rows(data_name, y, gain, fname, row_name, rows):
     net = mne_mmnet.load_model(fname, device="cpu")
     if net.fixed_n_times not in (None, y.shape[-1]):
         return
@@ -73,7 +65,7 @@ def _baseline_rows(data_name, y, gain, fname, rows):
     total = trace["total"].numpy()
     rises = np.diff(total, axis=0)
     rows.append(
-        f"| {data_name} | {_baseline_label(fname)} | none | no "
+        f"| {data_name} | {row_name} | none | no "
         f"| {100 * (rises > 0).mean():.1f}% | – | {rises.max():.1e} |"
     )
 
@@ -108,14 +100,13 @@ def main(argv=None):
     ]
     baselines = []
     if args.baselines_dir is not None:
-        files = sorted(Path(args.baselines_dir).glob("*.pt"))
-        baselines = [f for p in BASELINE_LABELS for f in files if f.stem.startswith(p)]
+        baselines = _baseline_files(args.baselines_dir)
     for data_name, sim in sets.items():
         y = sim.eeg - sim.eeg.mean(axis=1, keepdims=True)
         for name in shipped_models():
             _mmnet_rows(data_name, y, gain, name, rows)
-        for fname in baselines:
-            _baseline_rows(data_name, y, gain, fname, rows)
+        for fname, label, domain in baselines:
+            _baseline_rows(data_name, y, gain, fname, f"{label} ({domain})", rows)
     text = "\n".join(rows) + "\n"
     OUT.write_text(text)
     print(text)

@@ -1,6 +1,7 @@
 """Benchmark methods: the registry and the built-in rows (classical and learned)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from mne.utils import _validate_type
@@ -228,34 +229,42 @@ def register_learned_baselines(directory):
     names : list of str
         The registered row labels, e.g. ``"4DVarNet (sereega)"``.
     """
-    from pathlib import Path
-
     _validate_type(directory, "path-like", "directory")
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"No folder {directory} of learned baselines.")
     _register_builtins()  # keep the classical and MM-Net rows first
     names = []
-    files = sorted(directory.glob("*.pt"))
-    for prefix, label in BASELINE_LABELS.items():  # the paper's order
-        for fname in files:
-            domain = fname.stem[len(prefix) + 1 :]
-            if fname.stem.startswith(prefix + "-") and domain:
-                name = f"{label} ({domain})"
-                register_method(
-                    name,
-                    _learned_factory,
-                    description=f"{label} trained on {domain} ({fname.name})",
-                    overwrite=True,
-                    path=str(fname),
-                )
-                names.append(name)
+    for fname, label, domain in _baseline_files(directory):
+        name = f"{label} ({domain})"
+        register_method(
+            name,
+            _learned_factory,
+            description=f"{label} trained on {domain} ({fname.name})",
+            overwrite=True,
+            path=str(fname),
+        )
+        names.append(name)
     if not names:
         raise ValueError(
             f"No learned baselines (<method>-<domain>.pt with <method> in "
             f"{sorted(BASELINE_LABELS)}) in {directory}."
         )
     return names
+
+
+def _baseline_files(directory):
+    """List ``(file, label, domain)`` of a folder's ``<method>-<domain>.pt``.
+
+    In the paper's order of methods, then by domain.
+    """
+    files = sorted(Path(directory).glob("*.pt"))
+    return [
+        (fname, label, fname.stem[len(prefix) + 1 :])
+        for prefix, label in BASELINE_LABELS.items()
+        for fname in files
+        if fname.stem.startswith(prefix + "-") and fname.stem != prefix + "-"
+    ]
 
 
 _BUILTINS_DONE = []

@@ -4,12 +4,13 @@ import numpy as np
 from mne import BaseEpochs, SourceEstimate
 from mne.utils import _validate_type, logger, verbose
 
+from ..pretrained import _MODEL_NAMES
 from ..utils import _get_device
 from ._prepare import _prepare_data, _prepare_leadfield
 
-#: names accepted by ``model=`` besides a path or a module; ``None`` is the
-#: hand-crafted (untrained) MM solver
-KNOWN_MODELS = ("sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
+#: names accepted by ``model=`` besides a path or a module (the pretrained
+#: models); ``None`` is the hand-crafted (untrained) MM solver
+KNOWN_MODELS = _MODEL_NAMES
 
 
 @verbose
