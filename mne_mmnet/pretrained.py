@@ -31,7 +31,8 @@ _SHIPPED_DIR = Path(__file__).parent / "data" / "models"
 _REGISTRY_NAME = "registry.txt"
 # "<name>-unprojected": R-MM-Net, the same training without projection or
 # descent safeguard (shipped for the ablation rows of the benchmark)
-_MODEL_NAMES = ("sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
+# "broad": the generalist default, trained on the broad simulator
+_MODEL_NAMES = ("broad", "sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
 # Placeholder: no release hosts the weights yet. Set MNE_MMNET_MODELS_URL to a
 # directory URL (ending in "/") that serves "<name>.pt" files.
 _DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"

@@ -36,12 +36,12 @@ def _one_thread():
     torch.set_num_threads(n_threads)
 
 
-def _problem(seed, n_points, hidden=(8,), eps=0.2):
+def _problem(seed, n_points, hidden=(8,), eps=0.2, odd=False):
     """Random leadfield, prior and points (float64), scales over 4 decades."""
     gen = torch.Generator().manual_seed(seed)
     L = torch.randn(N_CH, N_SRC, generator=gen, dtype=torch.float64)
     L[:, : N_SRC // 3] *= 0.1  # uneven column norms, like a real leadfield
-    prior = SoftReLUAutoencoder(N_SRC, hidden, eps=eps, seed=seed).double()
+    prior = SoftReLUAutoencoder(N_SRC, hidden, eps=eps, seed=seed, odd=odd).double()
     with torch.no_grad():  # larger weights: stronger curvature of the prior
         for conv in prior.conv_layers:
             conv.weight.mul_(1.5)
@@ -78,10 +78,16 @@ def test_cosine_hessian_constant_is_tight():
     assert scaled.max() >= 0.99 * 2 / SQRT3
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(14))
 def test_analytic_bounds_dominate_exact_hessians(seed):
-    """1,000 points in all: data (eq. 16), Gauss-Newton (eq. 18), full bound."""
-    L, prior, x, y = _problem(seed, 100, hidden=((8,), (10, 6))[seed % 2])
+    """1,400 points in all: data (eq. 16), Gauss-Newton (eq. 18), full bound.
+
+    Seeds 10-13 use an odd prior (the odd part of the network, the
+    sign-equivariant models), whose residual bound adds the two passes'.
+    """
+    L, prior, x, y = _problem(
+        seed, 100, hidden=((8,), (10, 6))[seed % 2], odd=seed >= 10
+    )
     lam = 1.0 + seed % 3
 
     def data_energy(xf, yi):
@@ -189,6 +195,16 @@ def test_operator_norm_cache_follows_weights():
     )
 
 
+def test_odd_prior_is_odd_and_bound_covers_both_passes():
+    """Phi(-x) = -Phi(x) exactly; residual = sum of the two passes' bounds."""
+    _, prior, x, _ = _problem(5, 4, hidden=(10, 6), odd=True)
+    torch.testing.assert_close(prior(-x), -prior(x), rtol=0, atol=0)
+    plain = SoftReLUAutoencoder(N_SRC, (10, 6), eps=0.2, seed=5).double()
+    plain.load_state_dict(prior.state_dict())
+    z = normalize_sources(x)
+    torch.testing.assert_close(prior(z), 0.5 * (plain(z) - plain(-z)))
+
+
 @pytest.mark.parametrize("with_prior", [False, True])
 def test_hvp_power_iteration_matches_eigvalsh(with_prior):
     L, prior, x, y = _problem(3, 6)
@@ -205,12 +221,13 @@ def test_hvp_power_iteration_matches_eigvalsh(with_prior):
     torch.testing.assert_close(est.nu_up, 1 / est.lambda_max)
 
 
-def test_residual_vectors_from_gradient_pass():
+@pytest.mark.parametrize("odd", [False, True])
+def test_residual_vectors_from_gradient_pass(odd):
     """v_res taken from the energy's backward pass = transposed recursion."""
     from mne_mmnet.solver.bounds import _analytic_bound
     from mne_mmnet.solver.objective import _energy_and_grad
 
-    L, prior, x, y = _problem(4, 5, hidden=(10, 6))
+    L, prior, x, y = _problem(4, 5, hidden=(10, 6), odd=odd)
     _, _, state, _ = _energy_and_grad(x, y, L, prior, 0.7)
     assert state.v_res is not None and len(state.v_res) == 3
     norms = prior.operator_norms(N_T)

@@ -5,7 +5,13 @@ import time
 import numpy as np
 from mne.utils import _validate_type, logger, verbose
 
-from ..metrics import DEFAULT_ORDER, METRIC_NAMES, evaluate, summarize
+from ..metrics import (
+    DEFAULT_ORDER,
+    METRIC_NAMES,
+    evaluate,
+    global_localization_error,
+    summarize,
+)
 from .methods import DEFAULT_METHODS, list_methods, make_method
 
 
@@ -99,7 +105,8 @@ def run_benchmark(
         solver = make_method(name, fwd, **method_options.get(name, {}))
         setup = time.perf_counter() - t0
         logger.info(f"{name}: set up in {setup:.2f} s")
-        scores = {key: [] for key in METRIC_NAMES}
+        keys = (*METRIC_NAMES, "global_localization_error")
+        scores = {key: [] for key in keys}
         solve_time = 0.0
         with tqdm(total=n, desc=name, unit="sample", disable=not progress) as bar:
             for start in range(0, n, batch_size):
@@ -118,7 +125,10 @@ def run_benchmark(
                     active=sim.patch_masks[sl],
                     verbose=False,
                 )
-                for key in METRIC_NAMES:
+                batch["global_localization_error"] = global_localization_error(
+                    estimate, sim.sources[sl], seeds=sim.seeds[sl], positions=positions
+                )
+                for key in keys:
                     scores[key].append(batch[key])
                 bar.update(sl.stop - sl.start)
         scores = {key: np.concatenate(value) for key, value in scores.items()}

@@ -183,7 +183,7 @@ def _solve(y, leadfield, model, n_iter, device, seed):
 
 
 #: settings of the hand-crafted solver (``model=None``): the data term alone
-#: with the analytic bound, from the sLORETA estimate, directional MM steps;
+#: with the analytic bound, from the sLORETA estimate, directional steps;
 #: the best of the classical settings in the benchmark (see its README table)
 CLASSICAL_SETTINGS = dict(
     n_iter=10, bound="analytic", step="directional", init="sloreta", gamma=None
@@ -191,17 +191,8 @@ CLASSICAL_SETTINGS = dict(
 
 
 def _solver_settings(net, n_iter):
-    """Solver options of ``net`` (trained with them) or of the classical MM."""
-    if net is None:
-        settings = dict(CLASSICAL_SETTINGS)
-    else:
-        settings = dict(
-            n_iter=net.n_iter,
-            bound=net.bound,
-            step=net.step,
-            init=net.init,
-            gamma=net.gamma,
-        )
+    """Options for :func:`solve_mm`: the model's own (None: classical MM)."""
+    settings = dict(CLASSICAL_SETTINGS) if net is None else {}
     if n_iter is not None:
         _validate_type(n_iter, "int-like", "n_iter")
         if int(n_iter) < 1:

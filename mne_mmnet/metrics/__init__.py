@@ -31,6 +31,7 @@ from ._checks import (
     _check_sfreq,
     neighborhood,
 )
+from ._global import global_localization_error
 
 #: Default neighbourhood order for the localisation error (see ``evaluate``).
 DEFAULT_ORDER = 5
@@ -42,6 +43,7 @@ __all__ = [
     "METRIC_NAMES",
     "auc",
     "evaluate",
+    "global_localization_error",
     "localization_error",
     "neighborhood",
     "nmse",

@@ -118,6 +118,15 @@ class CurvatureModel(nn.Module):
     init_bound_ratio : float
         Step of the untrained model relative to the projection bound
         ``nu_up`` when the solver passes it, > 0.
+    sign_invariant : bool
+        Feed the networks only quantities that do not change when ``x`` and
+        ``g`` change sign together (``|g|``, ``|x|`` and ``x * g``), so that
+        the predicted step is exactly the same for ``(x, g)`` and
+        ``(-x, -g)``: with an odd prior the solver is then sign-equivariant.
+    symmetrize : bool
+        Make any trained model sign-invariant after the fact: run it on
+        ``(g, x)`` and on ``(-g, -x)``, each with its own recurrent state, and
+        average the two log-multipliers (a geometric mean of the steps).
 
     Notes
     -----
@@ -153,6 +162,8 @@ class CurvatureModel(nn.Module):
         kernel_size=3,
         init_step=0.1,
         init_bound_ratio=0.5,
+        sign_invariant=False,
+        symmetrize=False,
     ):
         super().__init__()
         for name, val in (
@@ -177,12 +188,15 @@ class CurvatureModel(nn.Module):
             kernel_size=int(kernel_size),
             init_step=float(init_step),
             init_bound_ratio=float(init_bound_ratio),
+            sign_invariant=bool(sign_invariant),
+            symmetrize=bool(symmetrize),
         )
         self.grad_branch = _RecurrentBranch(
             n_sources, n_sources, embed, hidden, kernel_size
         )
+        n_state_in = (3 if sign_invariant else 2) * n_sources
         self.state_branch = _RecurrentBranch(
-            2 * n_sources, n_sources, embed, hidden, kernel_size
+            n_state_in, n_sources, embed, hidden, kernel_size
         )
 
     def _check(self, t, name):
@@ -195,16 +209,30 @@ class CurvatureModel(nn.Module):
     def init_state(self, x):
         """Return the initial (zero) state for iterate ``x``."""
         self._check(x, "x")
-        return self.grad_branch.init_state(x), self.state_branch.init_state(x)
+        state = self.grad_branch.init_state(x), self.state_branch.init_state(x)
+        if self.config["symmetrize"]:
+            return state, tuple(tuple(t.clone() for t in part) for part in state)
+        return state
 
     def log_multiplier(self, g, x, state):
         """Return the log of ``p_tilde / reference`` and the next state."""
+        if self.config["symmetrize"]:
+            s_plus, state_plus = self._log_multiplier(g, x, state[0])
+            s_minus, state_minus = self._log_multiplier(-g, -x, state[1])
+            return 0.5 * (s_plus + s_minus), (state_plus, state_minus)
+        return self._log_multiplier(g, x, state)
+
+    def _log_multiplier(self, g, x, state):
         state_g, state_x = state
         g_n = g / _safe_rms(g)
         x_n = x / _safe_rms(x)
-        s1, state_g = self.grad_branch(g_n, state_g)
+        if self.config["sign_invariant"]:
+            g_in, x_in = g_n.abs(), [x_n.abs(), x_n * g_n]
+        else:
+            g_in, x_in = g_n, [x_n]
+        s1, state_g = self.grad_branch(g_in, state_g)
         s1 = _LOG_RANGE * torch.tanh(s1 / _LOG_RANGE)
-        s2, state_x = self.state_branch(torch.cat([x_n, s1], dim=1), state_x)
+        s2, state_x = self.state_branch(torch.cat([*x_in, s1], dim=1), state_x)
         s = _LOG_RANGE * torch.tanh((s1 + s2) / _LOG_RANGE)
         return s, (state_g, state_x)
 

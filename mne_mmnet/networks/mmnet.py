@@ -23,6 +23,7 @@ def _module_config(module, name):
             hidden=list(module.hidden),
             kernel_size=module.kernel_size,
             eps=module.eps,
+            odd=module.odd,
         )
     if callable(config):
         config = config()
@@ -74,7 +75,8 @@ class MMNet(LearnedSolver):
     lam : float
         Weight of the prior term of the energy (paper: 1).
     gamma : float
-        Relaxation of the MM step, in (0, 2) (paper: 1.999).
+        Relaxation of the step, in (0, 2) (paper: 1.999 with its diagonal
+        step; 1 with the directional step of the shipped models).
     bound : "analytic" | "hvp" | None
         Upper bound the learned step is projected onto (eq. 13): the
         closed-form bound of Proposition 1, the Hessian power iteration, or
@@ -84,10 +86,16 @@ class MMNet(LearnedSolver):
     step : str
         Step structure passed to :func:`mne_mmnet.solver.mm_iterations`.
     init : "random" | "mne" | "sloreta"
-        Default start, see :func:`mne_mmnet.solver.initial_estimate`.
+        Default start, see :func:`mne_mmnet.solver.initial_estimate` (the
+        paper starts at random; the shipped models from sLORETA).
     safeguard : bool
         Reject steps that would increase the energy (see
         :func:`mne_mmnet.solver.mm_iterations`).
+    guarantee : "checked" | "certified"
+        ``"certified"`` shortens every step to the minimiser of a majorant
+        valid on its segment, so that each step is a majorization-minimization
+        step; ``"checked"`` takes the learned step when its energy does not
+        rise (see :func:`mne_mmnet.solver.mm_iterations`).
     """
 
     def __init__(
@@ -96,12 +104,13 @@ class MMNet(LearnedSolver):
         curvature=None,
         *,
         lam=1.0,
-        gamma=1.999,
+        gamma=1.0,
         bound="analytic",
         n_iter=10,
-        step="diagonal",
-        init="random",
+        step="directional",
+        init="sloreta",
         safeguard=True,
+        guarantee="checked",
     ):
         super().__init__()
         if isinstance(prior, dict):
@@ -115,6 +124,7 @@ class MMNet(LearnedSolver):
         _validate_type(n_iter, "int", "n_iter")
         _check_option("bound", bound, _BOUNDS)
         _check_option("init", init, INITS)
+        _check_option("guarantee", guarantee, ("checked", "certified"))
         if not 0 < gamma < 2:
             raise ValueError(f"gamma must lie in (0, 2), got {gamma}.")
         if lam < 0:
@@ -130,6 +140,7 @@ class MMNet(LearnedSolver):
         self.step = step
         self.init = init
         self.safeguard = bool(safeguard)
+        self.guarantee = guarantee
 
     @property
     def n_sources(self):
@@ -160,6 +171,7 @@ class MMNet(LearnedSolver):
             step=self.step,
             init=self.init,
             safeguard=self.safeguard,
+            guarantee=self.guarantee,
         )
 
     @classmethod
@@ -194,6 +206,7 @@ class MMNet(LearnedSolver):
             "step",
             "init",
             "safeguard",
+            "guarantee",
         }
         config.pop("architecture", None)
         check_config_keys(config, known, "MMNet")
@@ -228,5 +241,6 @@ class MMNet(LearnedSolver):
             lam=self.lam,
             create_graph=create_graph,
             safeguard=self.safeguard,
+            guarantee=self.guarantee,
         )
         return x, None if curvature is None else curvature.state, trace

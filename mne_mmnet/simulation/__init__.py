@@ -3,6 +3,7 @@
 from ._base import Simulation
 from ._generate import generate_dataset, shard_seed
 from ._jansen_rit import jansen_rit
+from .broad import simulate_broad
 from .io import SimulationDataset, load_simulation, save_simulation
 from .nmm import simulate_nmm
 from .noise import add_noise, measure_snr
@@ -17,6 +18,7 @@ __all__ = [
     "load_simulation",
     "measure_snr",
     "save_simulation",
+    "simulate_broad",
     "shard_seed",
     "simulate_nmm",
     "simulate_sereega",

@@ -80,6 +80,9 @@ def _prior_bound_terms(prior, state, layer_norms):
     Returns ``(gauss_newton, residual, jacobian_norm)``, each (batch,) except
     the last (0-d): the Gauss-Newton part with the optimal ``beta``, the
     residual part of Appendix B, and ``prod_k ||W_k||`` (bounds ``||J_Phi||``).
+    For an odd prior ``Phi = (N(z) - N(-z)) / 2`` the Jacobian is the mean of
+    two Jacobians of ``N`` (same norm bound) and the residual part is the sum
+    of the two passes' residual bounds, each taken with ``w / 2``.
     """
     z, phi, pre, v_res_all = state
     norms = layer_norms.to(device=z.device, dtype=z.dtype)
@@ -96,7 +99,8 @@ def _prior_bound_terms(prior, state, layer_norms):
     convs = prior.conv_layers
     eps = prior.eps
     prefix = torch.cumprod(torch.cat([norms.new_ones(1), norms[:-1] ** 2]), 0)
-    residual = torch.zeros_like(z_sq)
+    odd = getattr(prior, "odd", False)
+    residual = z_sq.new_zeros(pre[0].shape[0])
     if v_res_all is None:
         # w = Pi_Phi u, then v_res_l = d(w . Phi) / d a_l by back-propagation
         # through the transposed layers
@@ -104,6 +108,8 @@ def _prior_bound_terms(prior, state, layer_norms):
         v = phi / phi_norm[:, None, None]
         cos = (u * v).flatten(1).sum(1)
         w = (u - cos[:, None, None] * v) / phi_norm[:, None, None]
+        if odd:  # Phi = (N(z) - N(-z)) / 2: each pass sees w / 2 (up to sign)
+            w = 0.5 * torch.cat([w, -w])
         v_res_all = [None] * len(convs)
         v_res = F.conv_transpose1d(w, convs[-1].weight, padding=convs[-1].padding[0])
         for layer in range(len(convs) - 1, -1, -1):
@@ -118,6 +124,11 @@ def _prior_bound_terms(prior, state, layer_norms):
     for layer, (z_l, v_res) in enumerate(zip(pre, v_res_all)):
         peak = (v_res * softrelu_hess(z_l, eps)).abs().flatten(1).amax(1)
         residual = residual + prefix[layer] * peak
+    if odd:
+        # w' Hess(Phi) = (w' Hess N(z) - w' Hess N(-z)) / 2: the two passes'
+        # bounds (each already carrying its 1/2) add up
+        half = residual.shape[0] // 2
+        residual = residual[:half] + residual[half:]
     return gauss_newton, residual, jac_norm
 
 

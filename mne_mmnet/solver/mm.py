@@ -14,6 +14,7 @@ from .bounds import (
     leadfield_norm,
 )
 from .objective import _energy_and_grad, _sq_norm, normalize_sources
+from .segment import segment_curvature
 
 # smallest step multiplier the safeguard goes down to (2 ** -_MAX_HALVINGS)
 _MAX_HALVINGS = 30
@@ -44,6 +45,21 @@ class MMTrace:
         Safeguard multiplier applied to the proposed step (1 = full step).
     nu_up : tensor, shape (n_iter, batch)
         Upper projection bound (NaN with ``bound=None``).
+    certified : tensor of bool, shape (n_iter, batch)
+        Accepted steps whose descent is proved by a quadratic majorant valid
+        on the whole segment they move along
+        (:func:`mne_mmnet.solver.segment.segment_curvature`):
+        ``g.D >= M |D|^2 / 2``.
+    decrease_rate, majorant_curvature : tensor, shape (n_iter, batch)
+        ``g.D`` and ``M |D|^2`` of the proposed step ``D``: the majorant is
+        ``u(x) - t g.D + t^2 M |D|^2 / 2`` on ``t in [0, 1]``.
+
+    Notes
+    -----
+    Every step is one of: *certified* (see above), *checked* (accepted only
+    because its energy was evaluated and did not rise: no majorant covers
+    it) or *rejected* (its energy would rise; the iterate was kept). See
+    :attr:`step_labels`.
     """
 
     total: object
@@ -55,15 +71,40 @@ class MMTrace:
     step_ratio: object
     step_scale: object
     nu_up: object
+    certified: object = None
+    decrease_rate: object = None
+    majorant_curvature: object = None
 
     def to_numpy(self):
         """Return a copy whose fields are numpy arrays."""
         return MMTrace(
             **{
-                f.name: getattr(self, f.name).detach().cpu().numpy()
+                f.name: None
+                if getattr(self, f.name) is None
+                else getattr(self, f.name).detach().cpu().numpy()
                 for f in fields(self)
             }
         )
+
+    @property
+    def step_labels(self):
+        """Fractions of steps that were certified, checked and rejected.
+
+        Returns
+        -------
+        fractions : dict
+            ``{"certified", "checked", "rejected"}`` over all (iteration,
+            sample) steps; they sum to 1. Without the safeguard, rising
+            steps are taken and counted as rejected (they would have been).
+        """
+        rejected = _as_float(self.safeguard)
+        certified = _as_float(self.certified) if self.certified is not None else None
+        n = rejected.size
+        if n == 0:
+            return dict(certified=0.0, checked=0.0, rejected=0.0)
+        rej = float(rejected.mean())
+        cert = 0.0 if certified is None else float((certified * (1 - rejected)).mean())
+        return dict(certified=cert, checked=1.0 - rej - cert, rejected=rej)
 
     @property
     def safeguard_rate(self):
@@ -78,8 +119,55 @@ class MMTrace:
         return float(fired.mean()) if fired.size else 0.0
 
 
+def _as_float(t):
+    if isinstance(t, torch.Tensor):
+        return t.detach().double().cpu().numpy()
+    import numpy as np
+
+    return np.asarray(t, dtype=float)
+
+
 def _bcast(t):
     return t[:, None, None]
+
+
+def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, *, certify):
+    """``(update, g.D, M |D|^2)``, the update shortened if ``certify``.
+
+    Certifying: on a segment too long for a finite bound the length is cut by
+    8 (up to 5 times); once the bound ``M`` of the segment is finite, the
+    step is cut to the majorant's minimiser if that lies inside the segment.
+    """
+    update = update.detach() if not certify else update
+    phi = None if state is None else state.phi
+    g = grad.detach()
+
+    def bound(step):
+        step = step.detach()
+        rate = (g * step).flatten(1).sum(1)
+        curv = segment_curvature(
+            x, step, L, L_norm, prior=prior, phi=phi, layer_norms=norms, lam=lam
+        )
+        return rate, curv
+
+    rate, curv = bound(update)
+    if not certify:
+        return update, rate, curv
+    length = torch.ones_like(rate)
+    for _ in range(5):  # shrink segments whose bound is not finite
+        infinite = ~torch.isfinite(curv) & (rate > 0)
+        length = torch.where(infinite, length / 8, length)
+        rate, curv = bound(_bcast(length) * update)
+    usable = (rate > 0) & torch.isfinite(curv) & (curv > 0)
+    ratio = rate / torch.where(usable, curv, torch.ones_like(curv))
+    shrink = torch.where(usable, ratio.clamp(max=1.0), torch.zeros_like(rate))
+    length = length * shrink
+    return _bcast(length) * update, shrink * rate, shrink * shrink * curv
+
+
+def _rows(mask, t):
+    """Repeat a per-sample mask over the stacked passes of an odd prior."""
+    return mask if t.shape[0] == mask.shape[0] else mask.repeat(2, 1, 1)
 
 
 def _directional_curvature(x, y, L, prior, lam, direction):
@@ -106,6 +194,7 @@ def mm_iterations(
     lam,
     create_graph=False,
     safeguard=True,
+    guarantee="checked",
     nu_low_ratio=1e-6,
     tikhonov=1e-6,
     n_power_iter=10,
@@ -138,6 +227,12 @@ def mm_iterations(
         Keep the graph through all iterations (bilevel training).
     safeguard : bool
         Reject steps that increase the energy.
+    guarantee : "checked" | "certified"
+        ``"checked"`` takes the proposed step when its energy does not rise
+        (with the safeguard); ``"certified"`` first shortens each step to the
+        minimiser of the quadratic majorant valid on its segment (see
+        :mod:`mne_mmnet.solver.segment`), so that every step taken is a
+        majorization-minimization step (smaller steps: the bound is loose).
     nu_low_ratio : float
         ``nu_low = nu_low_ratio * nu_up``.
     tikhonov : float
@@ -189,9 +284,10 @@ def mm_iterations(
     dtype = x0.dtype
     tiny = torch.finfo(dtype).tiny
     generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
-    L_norm = leadfield_norm(L) if bound == "analytic" else None
+    _check_option("guarantee", guarantee, ("checked", "certified"))
+    L_norm = leadfield_norm(L).to(x0.device)
     layer_norms = None
-    if bound == "analytic" and prior is not None:
+    if prior is not None and hasattr(prior, "operator_norms"):
         layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, dtype)
     x = normalize_sources(x0)
     if not create_graph:
@@ -212,6 +308,9 @@ def mm_iterations(
             "step_ratio",
             "step_scale",
             "nu_up",
+            "certified",
+            "decrease_rate",
+            "majorant_curvature",
         )
     }
     energies = [[t.detach()] for t in terms]
@@ -257,15 +356,23 @@ def mm_iterations(
         else:
             length = torch.full_like(scale, gamma)
         update = _bcast(scale * length) * direction
+        update, rate, curv = _segment_majorant(
+            x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
+            certify=guarantee == "certified",
+        )  # fmt: skip
         candidate = normalize_sources(x - update)
         new_terms, new_grad, new_state, _ = _energy_and_grad(
             candidate, y, L, prior, lam, create_graph=create_graph
         )
         descends = new_terms.total <= terms.total
+        moves = rate > 0  # a certified step of length 0 is not a step
         if safeguard:
-            accept = descends
+            accept = descends & moves
         else:
             accept = torch.ones_like(descends)
+        rec["certified"].append(accept & moves & (rate >= 0.5 * curv))
+        rec["decrease_rate"].append(rate)
+        rec["majorant_curvature"].append(curv)
         acc = _bcast(accept)
         rec["step_ratio"].append(
             torch.where(
@@ -291,7 +398,7 @@ def mm_iterations(
                     if isinstance(a, torch.Tensor)
                     else None
                     if a is None or b is None
-                    else [torch.where(acc, c, d) for c, d in zip(a, b)]
+                    else [torch.where(_rows(acc, c), c, d) for c, d in zip(a, b)]
                     for a, b in zip(new_state, state)
                 )
             )
@@ -311,4 +418,5 @@ def mm_iterations(
     )
     if n_iter == 0:
         trace.safeguard = trace.safeguard.bool()
+        trace.certified = trace.certified.bool()
     return x, trace

@@ -41,11 +41,12 @@ def solve_mm(
     *,
     model=None,
     prior=None,
-    n_iter=10,
+    n_iter=None,
     gamma=None,
-    bound="analytic",
-    step="diagonal",
-    init="random",
+    bound="auto",
+    step=None,
+    init=None,
+    guarantee=None,
     x0=None,
     lam=None,
     device=None,
@@ -64,25 +65,37 @@ def solve_mm(
         Leadfield.
     model : object | None
         Trained MM-Net-like object with attributes ``prior``, ``curvature``
-        and optionally ``lam``. ``None``: classical MM (``p = nu_up``).
+        and optionally ``lam``. ``None``: classical MM (``p = nu_up``). A
+        model's own settings (``n_iter``, ``gamma``, ``bound``, ``step``,
+        ``init``, ``guarantee``, ``safeguard``; those of an
+        :class:`mne_mmnet.MMNet` are the ones it was trained with) are used
+        for every option left at ``None``.
     prior : torch.nn.Module | None
         Autoencoder prior when no ``model`` is given; ``None`` minimises the
         data term only.
-    n_iter : int
-        Number of MM iterations.
+    n_iter : int | None
+        Number of MM iterations (default: the model's, or 10).
     gamma : float | None
         Relaxation in (0, 2). ``None``: 1.999 for the diagonal step (the
         paper's value) and 1.0 for the directional step, whose length uses the
         local curvature ``d' H d`` (1.999 would jump to the far side of the
         local quadratic, where the energy is about unchanged).
-    bound : 'analytic' | 'hvp' | None
-        Projection bound: Proposition 1, HVP power iteration, or none
-        (R-MM-Net, needs a learned curvature).
-    step : 'diagonal' | 'directional'
-        Diagonal MM step ``x - gamma p g`` or a 1-D MM step along ``p g`` whose
-        length uses the curvature ``d' H d`` from one Hessian-vector product.
-    init : 'random' | 'mne' | 'sloreta'
-        Start: ``1e-3 N(0, 1)`` (seeded) or a linear inverse.
+    bound : 'auto' | 'analytic' | 'hvp' | None
+        Projection bound: Proposition 1, HVP power iteration (a point
+        estimate, not a bound), or ``None`` (no projection: R-MM-Net, needs a
+        learned curvature). ``'auto'``: the model's, or ``'analytic'``.
+    step : 'diagonal' | 'directional' | None
+        Diagonal step ``x - gamma p g``, or a step along ``d = p g`` whose
+        length ``(g.d) / (d' H(x) d)`` uses the curvature at ``x`` from one
+        Hessian-vector product (a Newton step along ``d``: no majorant covers
+        it, its descent is checked). ``None``: the model's, or
+        ``'diagonal'``.
+    init : 'random' | 'mne' | 'sloreta' | None
+        Start: ``1e-3 N(0, 1)`` (seeded) or a linear inverse. ``None``: the
+        model's, or ``'random'``.
+    guarantee : 'checked' | 'certified' | None
+        See :func:`mne_mmnet.solver.mm_iterations`. ``None``: the model's,
+        or ``'checked'``.
     x0 : array | torch.Tensor | None
         Explicit start, shaped like the output (then ``init`` must be
         ``'random'``).
@@ -133,12 +146,10 @@ def solve_mm(
     """
     device = _get_device(device)
     dtype = _get_dtype(dtype)
-    _check_option("init", init, ("random", "mne", "sloreta"))
-    _validate_type(n_iter, "int-like", "n_iter")
-    if int(n_iter) < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}.")
-    if gamma is None:
-        gamma = 1.0 if step == "directional" else 1.999
+    n_iter, gamma, bound, step, init, guarantee = _settings(
+        model, n_iter=n_iter, gamma=gamma, bound=bound, step=step, init=init,
+        guarantee=guarantee,
+    )  # fmt: skip
     curvature = None
     safeguard = True
     if model is not None:
@@ -200,14 +211,17 @@ def solve_mm(
         lam=lam,
         create_graph=False,
         safeguard=safeguard,
+        guarantee=guarantee,
         seed=hvp_seed,
     )
     x = x.detach()
+    labels = trace.step_labels
     logger.info(
         f"MM: {n_iter} iterations, energy {float(trace.total[0].mean()):.4f} -> "
-        f"{float(trace.total[-1].mean()):.4f}, "
-        + ("safeguard fired in " if safeguard else "energy increased in ")
-        + f"{100 * trace.safeguard_rate:.1f}% of steps"
+        f"{float(trace.total[-1].mean()):.4f}; steps certified "
+        f"{100 * labels['certified']:.1f}%, checked {100 * labels['checked']:.1f}%, "
+        + ("rejected " if safeguard else "rising (taken, no safeguard) ")
+        + f"{100 * labels['rejected']:.1f}%"
     )
     if squeeze:
         x = x[0]
@@ -216,3 +230,47 @@ def solve_mm(
     if return_trace:
         return x, trace.to_numpy()
     return x
+
+
+#: settings of :func:`solve_mm` without a model (classical MM, the paper's)
+CLASSICAL_DEFAULTS = dict(
+    n_iter=10, bound="analytic", step="diagonal", init="random", guarantee="checked"
+)
+
+
+def _settings(model, **given):
+    """Solver settings: given values, else the model's, else the classical."""
+    out = {}
+    given = dict(given)
+    if given["bound"] is None:
+        given["bound"] = "none"  # no projection, asked for
+    elif given["bound"] == "auto":
+        given["bound"] = None
+    for key, default in CLASSICAL_DEFAULTS.items():
+        value = given[key]
+        if value is None and model is not None and hasattr(model, key):
+            value = getattr(model, key)
+            if key == "bound" and value is None:
+                value = "none"
+        out[key] = default if value is None else value
+    _validate_type(out["n_iter"], "int-like", "n_iter")
+    if int(out["n_iter"]) < 0:
+        raise ValueError(f"n_iter must be >= 0, got {out['n_iter']}.")
+    _check_option("init", out["init"], ("random", "mne", "sloreta"))
+    _check_option("bound", out["bound"], ("analytic", "hvp", "none"))
+    _check_option("step", out["step"], ("diagonal", "directional"))
+    _check_option("guarantee", out["guarantee"], ("checked", "certified"))
+    gamma = given["gamma"]
+    if gamma is None and model is not None:
+        gamma = getattr(model, "gamma", None)
+    if gamma is None:
+        gamma = 1.0 if out["step"] == "directional" else 1.999
+    bound = None if out["bound"] == "none" else out["bound"]
+    return (
+        int(out["n_iter"]),
+        gamma,
+        bound,
+        out["step"],
+        out["init"],
+        out["guarantee"],
+    )

@@ -86,7 +86,11 @@ def meta_gradient_step(
 
 
 def default_config(n_sources=994):
-    """Return the configuration of the shipped models (sized for CPU training).
+    """Return the configuration of the shipped default model (``"broad"``).
+
+    Sign-equivariant networks (odd prior, sign-invariant curvature inputs),
+    directional steps with ``gamma = 1`` from the sLORETA start, projection
+    onto the analytic bound, descent safeguard.
 
     Parameters
     ----------
@@ -99,14 +103,22 @@ def default_config(n_sources=994):
         For :meth:`mne_mmnet.MMNet.from_config`.
     """
     return dict(
-        prior=dict(n_sources=n_sources, hidden=(256, 128)),
-        curvature=dict(n_sources=n_sources, embed=64, hidden=64, kernel_size=3),
+        prior=dict(n_sources=n_sources, hidden=(256, 128), odd=True),
+        curvature=dict(
+            n_sources=n_sources,
+            embed=64,
+            hidden=64,
+            kernel_size=3,
+            sign_invariant=True,
+        ),  # fmt: skip
         lam=1.0,
-        gamma=1.999,
+        gamma=1.0,
         bound="analytic",
         n_iter=10,
-        step="diagonal",
-        init="random",
+        step="directional",
+        init="sloreta",
+        safeguard=True,
+        guarantee="checked",
     )
 
 

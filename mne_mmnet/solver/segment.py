@@ -1,0 +1,104 @@
+"""Curvature bound of the MM-Net energy over a whole step segment.
+
+Proposition 1 bounds the Hessian at one point. A step ``x -> x - D`` is a
+majorization-minimization step only if a quadratic majorant holds on the
+whole segment ``z(t) = x - t D``, ``t in [0, 1]``. This module bounds
+``sup_t ||Hess u(z(t))||`` from quantities known before the step is taken:
+
+* data term: ``2 ||L||^2 / (sqrt3 min_t |L z(t)|^2)``, the minimum of a
+  quadratic in ``t`` in closed form (eq. 16 at the worst point);
+* prior term, evaluated on ``zhat = r z / |z|``: the Gauss-Newton part with
+  ``|Phi(zhat(t))| >= |Phi(zhat(0))| - ||J_Phi|| |zhat(1) - zhat(0)|`` (the
+  angle to ``z(0)`` grows along a segment, so the chord does too), the
+  residual part with ``||v_res_l||_inf <= prod_{k >= l} ||W_k|| / |Phi|`` and
+  ``softrelu'' <= 1 / (2 eps)``, and the rescaling part with
+  ``min_t |z(t)|^2`` in closed form.
+
+With ``M`` this bound, ``u(z(t)) <= u(x) - t g.D + t^2 M |D|^2 / 2`` for all
+``t in [0, 1]``; the step is *certified* when that majorant at ``t = 1`` is
+not above ``u(x)``, i.e. ``g.D >= M |D|^2 / 2``.
+"""
+
+import math
+
+import torch
+
+from .objective import _sq_norm
+
+_SQRT3 = math.sqrt(3.0)
+
+
+def _min_sq_norm_on_segment(a, d):
+    """``min_{t in [0, 1]} |a - t d|^2`` per sample (flattened)."""
+    aa, ad, dd = _sq_norm(a), (a * d).flatten(1).sum(1), _sq_norm(d)
+    t = torch.where(dd > 0, ad / dd.clamp_min(torch.finfo(dd.dtype).tiny), 0.0)
+    t = t.clamp(0.0, 1.0)
+    return (aa - 2 * t * ad + t * t * dd).clamp_min(0.0)
+
+
+def _prior_segment_bound(x, update, prior, phi, layer_norms):
+    """Bound of the prior term's Hessian norm over the segment (per sample)."""
+    n = x[0].numel()
+    r = math.sqrt(n)
+    norms = layer_norms.to(device=x.device, dtype=x.dtype)
+    jac = torch.prod(norms)
+    end = x - update
+    z0 = r * x / torch.sqrt(_sq_norm(x))[:, None, None]
+    z1 = r * end / torch.sqrt(_sq_norm(end)).clamp_min(1e-300)[:, None, None]
+    chord = torch.sqrt(_sq_norm(z1 - z0))
+    phi_min = torch.sqrt(_sq_norm(phi)) - jac * chord
+    z_sq_min = _min_sq_norm_on_segment(x, update)
+    ok = (phi_min > 0) & (z_sq_min > 0)
+    phi_min = torch.where(ok, phi_min, torch.ones_like(phi_min))
+    gauss_newton = (
+        2.0 / (_SQRT3 * n) + 2.0 * jac**2 / (_SQRT3 * phi_min**2)
+        + 2.0 * jac / (r * phi_min)
+    )  # fmt: skip
+    prefix = torch.cumprod(torch.cat([norms.new_ones(1), norms[:-1] ** 2]), 0)
+    suffix = torch.flip(torch.cumprod(torch.flip(norms, [0]), 0), [0])
+    residual = (prefix * suffix).sum() / (2.0 * prior.eps * phi_min)
+    z_sq_min = torch.where(ok, z_sq_min, torch.ones_like(z_sq_min))
+    rescaling = 2.0 / (_SQRT3 * z_sq_min) * (1.0 + r * jac / phi_min)
+    bound = (n / z_sq_min) * (gauss_newton + residual) + rescaling
+    return torch.where(ok, bound, torch.full_like(bound, math.inf))
+
+
+def segment_curvature(x, update, L, L_norm, *, prior, phi, layer_norms, lam):
+    """``M |D|^2``: curvature bound of ``u`` along the step ``D = update``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (batch, n_sources, n_times)
+        Current iterate.
+    update : torch.Tensor
+        The step ``D`` (the iterate moves to ``x - D``).
+    L : torch.Tensor, shape (n_channels, n_sources)
+    L_norm : torch.Tensor
+        ``||L||_2``.
+    prior : SoftReLUAutoencoder | None
+    phi : torch.Tensor | None
+        ``Phi`` at the unit-RMS rescaling of ``x`` (from the energy pass).
+    layer_norms : torch.Tensor | None
+        Certified layer norms of the prior (None: no certificate possible
+        with a prior, the bound is infinite).
+    lam : float
+
+    Returns
+    -------
+    curvature : torch.Tensor, shape (batch,)
+        ``M |D|^2`` (``inf`` where no bound is available, e.g. when the
+        segment passes too close to the null space of ``L``).
+    """
+    lx_min = _min_sq_norm_on_segment(torch.matmul(L, x), torch.matmul(L, update))
+    l_sq = (L_norm * L_norm).to(x.dtype)
+    mu = torch.where(
+        lx_min > 0,
+        2.0 * l_sq / (_SQRT3 * lx_min.clamp_min(torch.finfo(x.dtype).tiny)),
+        torch.full_like(lx_min, math.inf),
+    )
+    if prior is not None and lam > 0:
+        if layer_norms is None or phi is None:
+            mu = torch.full_like(mu, math.inf)
+        else:
+            mu = mu + lam * _prior_segment_bound(x, update, prior, phi, layer_norms)
+    return mu * _sq_norm(update)

@@ -1,0 +1,355 @@
+"""Training on the broad simulator: the generalist default model.
+
+Each batch is drawn afresh from :func:`mne_mmnet.simulation.simulate_broad`
+with a seed that depends only on ``(seed, step)``: a run resumes exactly and
+never sees the same sample twice. Per batch: a sampling rate (128-1000 Hz), a
+window (``n_times`` range), a pre-stimulus baseline or none, a data-generating
+head model (the template or a perturbed variant) and a channel subset (all 90
+or a random subset). The inverse always uses the template leadfield on the
+batch's channels, with the average reference, as
+:func:`mne_mmnet.apply_mmnet_inverse` does.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mne.utils import logger
+
+from .loop import default_config, meta_gradient_step
+from .losses import meta_loss
+
+#: ranges of the per-batch draws
+BROAD_BATCHES = dict(
+    sfreq=(128.0, 1000.0),
+    n_times=(32, 256),
+    baseline_prob=0.5,
+    baseline=(0.1, 0.4),
+    variant_prob=0.5,
+    subset_prob=0.4,
+    subset_size=(24, 89),
+)
+_CHECKPOINT = "checkpoint.pt"
+_LOG = "train_log.jsonl"
+_VAL_SEED_OFFSET = 7_919
+
+
+def _average_reference(t, dim):
+    return t - t.mean(dim=dim, keepdim=True)
+
+
+def draw_batch(
+    seed, step, batch_size, *, ranges=None, spike_banks=(0, 1, 2, 3),
+    dtype=torch.float32, device="cpu",
+):  # fmt: skip
+    """Simulate one training batch; the same ``(seed, step)`` gives the same batch.
+
+    Returns
+    -------
+    batch : dict
+        ``y`` (batch, n_channels, n_times) average-referenced data on the
+        batch's channels (float64), ``L`` the template leadfield on those
+        channels, referenced, ``x_gt`` the true sources, ``sim`` the
+        :class:`~mne_mmnet.simulation.Simulation` and ``info`` the draws.
+    """
+    from ..forward import read_template_forward
+    from ..forward.variants import TRAIN_VARIANTS, make_variant_leadfield
+    from ..simulation.broad import simulate_broad
+
+    ranges = dict(BROAD_BATCHES, **(ranges or {}))
+    rng = np.random.default_rng([int(seed), int(step) + 2**32])  # step may be < 0
+    log_f = rng.uniform(*np.log(ranges["sfreq"]))
+    sfreq = float(round(math.exp(log_f)))
+    n_times = int(round(math.exp(rng.uniform(*np.log(ranges["n_times"])))))
+    baseline = 0.0
+    if rng.uniform() < ranges["baseline_prob"]:
+        baseline = float(rng.uniform(*ranges["baseline"]))
+    template = read_template_forward(verbose=False)["sol"]["data"]
+    variant = None
+    leadfield = template
+    if rng.uniform() < ranges["variant_prob"]:
+        variant = int(rng.integers(len(TRAIN_VARIANTS)))
+        leadfield = make_variant_leadfield(**TRAIN_VARIANTS[variant], verbose=False)
+    n_channels = template.shape[0]
+    channels = np.arange(n_channels)
+    if rng.uniform() < ranges["subset_prob"]:
+        size = int(rng.integers(ranges["subset_size"][0], ranges["subset_size"][1] + 1))
+        channels = np.sort(rng.choice(n_channels, size=size, replace=False))
+    sim = simulate_broad(
+        batch_size, seed=rng, sfreq=sfreq, n_times=n_times, baseline=baseline,
+        leadfield=leadfield, spike_banks=spike_banks, verbose=False,
+    )  # fmt: skip
+    y = torch.as_tensor(sim.eeg[:, channels], dtype=torch.float64)
+    y = _average_reference(y, 1).to(dtype)
+    L = _average_reference(torch.as_tensor(template[channels]), 0).to(dtype)
+    info = dict(
+        sfreq=sfreq, n_times=n_times, baseline=baseline, variant=variant,
+        n_channels=len(channels),
+    )  # fmt: skip
+    x_gt = torch.as_tensor(sim.sources).to(device=device, dtype=dtype)
+    return dict(y=y.to(device), L=L.to(device), x_gt=x_gt, sim=sim, info=info)
+
+
+def _scores(x_hat, sim):
+    """Global LE (mm) and AUC per sample."""
+    from ..forward import read_template_forward
+    from ..metrics import auc, global_localization_error
+
+    est = x_hat.detach().cpu().double().numpy()
+    positions = read_template_forward(verbose=False)["source_rr"]
+    le = global_localization_error(
+        est, sim.sources, seeds=sim.seeds, positions=positions
+    )
+    area = auc(est, sim.sources, seeds=sim.seeds, active=sim.patch_masks)
+    return le, area
+
+
+class _Run:
+    """Model, optimiser, progress and files of one training run."""
+
+    def __init__(self, out_dir, model, lr, args):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.progress = dict(step=0, prior_step=0, best_le=float("inf"), best_auc=0.0)
+        self.args = args
+        self.t0 = time.monotonic()
+        self.elapsed0 = 0.0
+
+    @property
+    def elapsed(self):
+        return self.elapsed0 + time.monotonic() - self.t0
+
+    def log(self, **entry):
+        entry["time"] = round(self.elapsed, 1)
+        with open(self.out_dir / _LOG, "a") as fid:
+            fid.write(json.dumps(entry) + "\n")
+
+    def history(self):
+        fname = self.out_dir / _LOG
+        if not fname.exists():
+            return []
+        return [json.loads(line) for line in fname.read_text().splitlines() if line]
+
+    def save(self):
+        tmp = self.out_dir / f".{_CHECKPOINT}.tmp"
+        torch.save(
+            dict(
+                model_config=self.model.config,
+                model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                progress=dict(self.progress, elapsed=self.elapsed),
+                args=self.args,
+            ),
+            tmp,
+        )
+        os.replace(tmp, self.out_dir / _CHECKPOINT)
+
+    def restore(self):
+        fname = self.out_dir / _CHECKPOINT
+        if not fname.exists():
+            return False
+        ckpt = torch.load(fname, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
+        self.progress.update(ckpt["progress"])
+        logger.info(f"Resumed at {self.progress}")
+        return True
+
+
+def _validate(run, val_batches):
+    model = run.model.eval()
+    les, aucs, losses = [], [], []
+    with torch.no_grad():
+        for batch in val_batches:
+            x0 = model.initial_estimate(batch["y"], batch["L"])
+            x_hat, _, _ = model.iterate(x0, batch["y"], batch["L"])
+            losses.append(meta_loss(x_hat, batch["x_gt"], model.prior).total)
+            le, area = _scores(x_hat, batch["sim"])
+            les.append(le)
+            aucs.append(area)
+    model.train()
+    le, area = (
+        float(np.mean(np.concatenate(les))),
+        float(np.nanmean(np.concatenate(aucs))),
+    )
+    loss = float(torch.cat(losses).mean())
+    return dict(val_le=le, val_auc=area, val_loss=loss)
+
+
+def _prior_step(run, batch, generator, noise_level=0.5):
+    """Pretrain the prior on what the solver sees: linear estimates and noisy truth."""
+    from ..solver import normalize_sources
+    from ..solver.objective import cosine_similarity
+
+    model = run.model
+    x_lin = normalize_sources(model.initial_estimate(batch["y"], batch["L"]))
+    x_gt = batch["x_gt"].to(x_lin)
+    truth = normalize_sources(x_gt)
+    noise = torch.randn(truth.shape, generator=generator, dtype=truth.dtype)
+    noise = noise.to(truth.device)
+    level = noise_level * torch.rand(len(truth), 1, 1, generator=generator)
+    level = level.to(truth)
+    noisy = normalize_sources(truth + level * noise)
+    loss = (1 - cosine_similarity(model.prior(x_lin), x_gt)) + (
+        1 - cosine_similarity(model.prior(noisy), x_gt)
+    )
+    loss.mean().backward()
+    return float(loss.detach().mean())
+
+
+def _keep_if_best(run, scores):
+    from ..pretrained import save_model
+
+    better = scores["val_le"] < run.progress["best_le"] - 1e-9 or (
+        abs(scores["val_le"] - run.progress["best_le"]) <= 1e-9
+        and scores["val_auc"] > run.progress["best_auc"]
+    )
+    if better:
+        run.progress.update(best_le=scores["val_le"], best_auc=scores["val_auc"])
+        meta = dict(
+            train_args=run.args,
+            progress=dict(run.progress, elapsed=run.elapsed),
+            selection="lowest validation global LE (AUC breaks ties)",
+            validation=[h for h in run.history() if h.get("phase") == "validation"],
+        )
+        save_model(
+            run.model, run.out_dir / "model_best.pt", metadata=meta, overwrite=True
+        )
+    return better
+
+
+def _finite_update(params, max_norm=1.0):
+    """Clip the gradient norm; False (and gradients dropped) if not finite."""
+    params = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if torch.isfinite(norm):
+        return True
+    for p in params:
+        p.grad = None
+    logger.info("Non-finite gradient: step skipped")
+    return False
+
+
+def _warm_start(model, init):
+    """Copy the prior's weights, and the curvature's when built alike."""
+    model.prior.load_state_dict(init.prior.state_dict())
+    if init.curvature is not None and init.curvature.config == model.curvature.config:
+        model.curvature.load_state_dict(init.curvature.state_dict())
+    logger.info("Warm start from the given model's weights")
+
+
+def train_broad(
+    out_dir,
+    *,
+    minutes,
+    seed=0,
+    batch_size=8,
+    lr=1e-4,
+    prior_steps=600,
+    prior_lr=1e-3,
+    val_every=50,
+    val_batches=12,
+    checkpoint_minutes=3.0,
+    jfb_last=2,
+    init_from=None,
+    ranges=None,
+    device="cpu",
+    dtype=torch.float32,
+    progress=True,
+):
+    """Train (or resume) the generalist model; see the module docstring.
+
+    ``minutes`` bounds this call's wall time; the run resumes from
+    ``out_dir/checkpoint.pt`` when present. ``init_from`` (a model) seeds the
+    weights of a new run (its prior; its curvature too when configured
+    alike). Returns the path of ``model_best.pt``.
+    """
+    from tqdm.auto import tqdm
+
+    from ..networks import MMNet
+
+    args = dict(
+        seed=seed, batch_size=batch_size, lr=lr, prior_steps=prior_steps,
+        prior_lr=prior_lr, val_every=val_every, val_batches=val_batches,
+        jfb_last=jfb_last, ranges=dict(BROAD_BATCHES, **(ranges or {})),
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MMNet.from_config(default_config())
+    model = model.to(device=device, dtype=dtype)
+    run = _Run(out_dir, model, lr, args)
+    if not run.restore() and init_from is not None:
+        _warm_start(model, init_from)
+    val = [
+        draw_batch(
+            seed + _VAL_SEED_OFFSET,
+            k,
+            batch_size,
+            ranges=ranges,
+            dtype=dtype,
+            device=device,
+        )  # fmt: skip
+        for k in range(val_batches)
+    ]
+    deadline = time.monotonic() + 60 * minutes
+    last_ckpt = time.monotonic()
+    prior_opt = torch.optim.Adam(model.prior.parameters(), lr=prior_lr)
+    gen = torch.Generator().manual_seed(seed)
+    bar = tqdm(desc="prior", total=prior_steps, initial=run.progress["prior_step"],
+               disable=not progress)  # fmt: skip
+    while run.progress["prior_step"] < prior_steps and time.monotonic() < deadline:
+        batch = draw_batch(
+            seed, -1 - run.progress["prior_step"], 2 * batch_size, ranges=ranges,
+            dtype=dtype, device=device,
+        )  # fmt: skip
+        prior_opt.zero_grad(set_to_none=True)
+        loss = _prior_step(run, batch, gen)
+        if _finite_update(model.prior.parameters()):
+            prior_opt.step()
+        run.progress["prior_step"] += 1
+        run.log(phase="prior", step=run.progress["prior_step"], loss=loss)
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.3f}")
+    bar.close()
+    if run.progress["step"] == 0 and run.progress["prior_step"] >= prior_steps:
+        scores = _validate(run, val)
+        run.log(phase="validation", step=0, **scores)
+        _keep_if_best(run, scores)
+        run.save()
+    bar = tqdm(desc="bilevel", initial=run.progress["step"], disable=not progress)
+    while time.monotonic() < deadline and run.progress["prior_step"] >= prior_steps:
+        batch = draw_batch(
+            seed, run.progress["step"], batch_size, ranges=ranges, dtype=dtype,
+            device=device,
+        )  # fmt: skip
+        x0 = model.initial_estimate(batch["y"], batch["L"])
+        run.optimizer.zero_grad(set_to_none=True)
+        loss = meta_gradient_step(
+            model, batch["y"], batch["L"], batch["x_gt"].to(x0), x0,
+            gradient="jfb", jfb_last=jfb_last,
+        )  # fmt: skip
+        if _finite_update(model.parameters()):
+            run.optimizer.step()
+        run.progress["step"] += 1
+        run.log(phase="bilevel", step=run.progress["step"],
+                loss=float(loss.total.mean()), **batch["info"])  # fmt: skip
+        bar.update()
+        bar.set_postfix(loss=f"{float(loss.total.mean()):.3f}")
+        if run.progress["step"] % val_every == 0:
+            scores = _validate(run, val)
+            run.log(phase="validation", step=run.progress["step"], **scores)
+            _keep_if_best(run, scores)
+            logger.info(f"step {run.progress['step']}: {scores}")
+        if time.monotonic() - last_ckpt > 60 * checkpoint_minutes:
+            run.save()
+            last_ckpt = time.monotonic()
+    bar.close()
+    run.save()
+    return run.out_dir / "model_best.pt"

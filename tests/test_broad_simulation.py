@@ -1,0 +1,124 @@
+"""The broad simulator and training batches produce every listed variation."""
+
+import numpy as np
+import pytest
+
+from mne_mmnet import read_template_forward
+from mne_mmnet.simulation import simulate_broad
+from mne_mmnet.simulation.broad import NOISES, WAVEFORMS
+
+
+@pytest.fixture(scope="module")
+def leadfield():
+    return read_template_forward(verbose=False)["sol"]["data"]
+
+
+def _noise_free(sim, leadfield):
+    return np.einsum("cs,nst->nct", leadfield, sim.sources.astype(np.float64))
+
+
+def test_every_variation_appears(leadfield):
+    sim = simulate_broad(80, seed=0, sfreq=300.0, n_times=90, verbose=False)
+    p = sim.sample_params
+    signs = np.sign(p["amplitudes"][sim.seeds >= 0])
+    assert {-1.0, 1.0} <= set(signs)  # either polarity
+    n_patches = (sim.seeds >= 0).sum(1)
+    assert set(n_patches) == {1, 2, 3}
+    orders = p["orders"][sim.seeds >= 0]
+    assert orders.min() == 0 and orders.max() == 5  # single region .. order 5
+    assert set(p["waveform"][sim.seeds >= 0]) == set(range(len(WAVEFORMS)))
+    assert set(p["noise"]) == set(range(len(NOISES)))
+    assert p["snr_db"].min() < 3 and p["snr_db"].max() > 17
+    assert sim.eeg.shape == (80, 90, 90) and sim.sfreq == 300.0
+    # the SNR is what was asked for, whatever the noise kind
+    clean = _noise_free(sim, leadfield)
+    noise = sim.eeg - clean
+    snr = 10 * np.log10((clean**2).sum((1, 2)) / (noise**2).sum((1, 2)))
+    np.testing.assert_allclose(snr, p["snr_db"], atol=1e-3)
+
+
+def test_polarity_and_baseline(leadfield):
+    sim = simulate_broad(
+        20, seed=1, polarity="negative", baseline=0.3, sfreq=256.0, n_times=256,
+        snr_db=20.0, verbose=False,
+    )  # fmt: skip
+    peak = sim.sources[np.arange(20), sim.seeds[:, 0]]
+    extreme = peak[np.arange(20), np.abs(peak).argmax(1)]
+    gauss = sim.sample_params["waveform"][:, 0] == 0
+    assert (extreme[gauss] < 0).all()  # Gaussian waveforms keep the patch sign
+    onset = int(np.ceil(0.3 * 256))
+    assert not sim.sources[:, :, : onset - 1].any()  # a silent baseline
+
+
+def test_background_noise_is_spatially_correlated(leadfield):
+    sim = simulate_broad(
+        30, seed=2, noise="background", n_patches=1, snr_db=0.0, verbose=False
+    )
+    noise = sim.eeg - _noise_free(sim, leadfield)
+    white = simulate_broad(30, seed=2, noise="white", snr_db=0.0, verbose=False)
+    white_noise = white.eeg - _noise_free(white, leadfield)
+
+    def mean_abs_channel_corr(n):
+        c = np.array([np.corrcoef(x) for x in n])
+        return np.abs(c[:, ~np.eye(90, dtype=bool)]).mean()
+
+    assert mean_abs_channel_corr(noise) > 2 * mean_abs_channel_corr(white_noise)
+
+
+def test_other_leadfield_generates_the_eeg(leadfield):
+    kwargs = dict(seed=4)
+    a = simulate_broad(5, snr_db=30.0, verbose=False, **kwargs)
+    b = simulate_broad(5, snr_db=30.0, leadfield=2 * leadfield, verbose=False, **kwargs)
+    np.testing.assert_array_equal(a.sources, b.sources)
+    np.testing.assert_allclose(b.eeg, 2 * a.eeg, rtol=1e-5, atol=1e-12)
+    with pytest.raises(ValueError, match="no EEG signal"):
+        zero = leadfield.copy()
+        zero[:] = 0
+        simulate_broad(2, seed=0, leadfield=zero, verbose=False)
+
+
+def test_training_batches_vary(monkeypatch, leadfield):
+    """Sampling rate, window, baseline, head model and channels vary by batch."""
+    from mne_mmnet.forward import variants
+    from mne_mmnet.training import broad
+
+    calls = []
+
+    def fake_variant(**params):  # building real variants takes ~20 s each
+        calls.append(params)
+        return 1.5 * leadfield
+
+    monkeypatch.setattr(variants, "make_variant_leadfield", fake_variant)
+    infos = [broad.draw_batch(0, step, 2)["info"] for step in range(40)]
+    sfreqs = [i["sfreq"] for i in infos]
+    assert min(sfreqs) < 250 and max(sfreqs) > 600
+    assert all(128 <= f <= 1000 for f in sfreqs)
+    times = [i["n_times"] for i in infos]
+    assert min(times) < 64 and max(times) > 150 and all(32 <= t <= 256 for t in times)
+    assert any(i["baseline"] > 0 for i in infos) and any(
+        i["baseline"] == 0 for i in infos
+    )
+    assert any(i["variant"] is not None for i in infos) and calls
+    assert any(i["n_channels"] < 90 for i in infos)
+    assert any(i["n_channels"] == 90 for i in infos)
+    # reproducible; the inverse sees the template rows, average-referenced
+    one, again = broad.draw_batch(0, 3, 2), broad.draw_batch(0, 3, 2)
+    np.testing.assert_array_equal(one["y"].numpy(), again["y"].numpy())
+    for t, dim in ((one["L"], 0), (one["y"], 1)):
+        t = t.double().numpy()
+        assert np.abs(t.sum(dim)).max() <= 1e-5 * np.abs(t).max()
+
+
+def test_sphere_variant_builds_and_caches(tmp_path, monkeypatch, leadfield):
+    import mne
+
+    from mne_mmnet.forward.variants import make_variant_leadfield
+
+    monkeypatch.setattr(mne, "get_config", lambda key, default=None: str(tmp_path))
+    lf = make_variant_leadfield(sphere=True, verbose=False)
+    assert lf.shape == leadfield.shape and np.all(np.any(lf != 0, axis=0))
+    a, b = lf - lf.mean(0), leadfield - leadfield.mean(0)
+    corr = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    assert 0.9 < np.median(corr) < 0.999  # another head, the same sources
+    assert list(tmp_path.rglob("variant-*.npz"))
+    np.testing.assert_array_equal(make_variant_leadfield(sphere=True), lf)

@@ -1,0 +1,138 @@
+"""What the descent guarantee is: certified, checked and rejected steps."""
+
+import math
+
+import pytest
+import torch
+
+from mne_mmnet.networks import SoftReLUAutoencoder, conv_operator_norm
+from mne_mmnet.solver import mm_iterations, normalize_sources
+from mne_mmnet.solver.bounds import leadfield_norm
+from mne_mmnet.solver.objective import _energy_and_grad, _energy_terms
+from mne_mmnet.solver.segment import segment_curvature
+
+N_CH, N_SRC, N_T = 12, 30, 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
+def _problems(seed, n, *, with_prior, odd=False):
+    gen = torch.Generator().manual_seed(seed)
+    L = torch.randn(N_CH, N_SRC, generator=gen, dtype=torch.float64)
+    L[:, : N_SRC // 3] *= 0.1
+    prior = None
+    if with_prior:
+        prior = SoftReLUAutoencoder(N_SRC, (8,), eps=0.2, seed=seed, odd=odd).double()
+    x = torch.randn(n, N_SRC, N_T, generator=gen, dtype=torch.float64)
+    y = torch.randn(n, N_CH, N_T, generator=gen, dtype=torch.float64)
+    return L, prior, normalize_sources(x), y, gen
+
+
+def _run(x, y, L, prior, **kwargs):
+    options = dict(
+        prior=prior, curvature=None, n_iter=8, gamma=1.0, bound="analytic", lam=1.0,
+        safeguard=False,
+    )  # fmt: skip
+    options.update(kwargs)
+    return mm_iterations(x, y, L, **options)
+
+
+def test_newton_step_along_d_can_raise_the_energy():
+    """The counterexample: the 'directional' step is not a majorised step."""
+    rises = certified_rises = 0
+    for seed in range(3):
+        L, _, x, y, _ = _problems(seed, 100, with_prior=False)
+        _, trace = _run(x, y, L, None, step="directional")
+        up = trace.total[1:] > trace.total[:-1] * (1 + 1e-12)
+        rises += int(up.sum())
+        certified_rises += int((up & trace.certified).sum())
+    assert rises > 0  # measured: a few percent of the 2,400 steps
+    assert certified_rises == 0  # a majorant never lets the energy rise
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_certified_steps_lie_under_their_majorant(seed):
+    """1,000 problems: u(x - t D) <= u(x) - t g.D + t^2 M |D|^2 / 2 on [0, 1]."""
+    with_prior = seed > 0
+    L, prior, x, y, gen = _problems(seed, 200, with_prior=with_prior, odd=seed > 2)
+    terms, grad, state, _ = _energy_and_grad(x, y, L, prior, 1.0)
+    # steps along the gradient and along random descent directions, with
+    # lengths over five decades around the analytic step
+    direction = grad.clone()
+    half = len(x) // 2
+    noise = torch.randn(x[half:].shape, generator=gen, dtype=x.dtype)
+    direction[half:] = (
+        noise * torch.sign((noise * grad[half:]).sum((1, 2)))[:, None, None]
+    )
+    length = 10 ** (5 * torch.rand(len(x), generator=gen, dtype=x.dtype) - 4)
+    length = length * torch.sqrt((x**2).sum((1, 2)) / (direction**2).sum((1, 2)))
+    update = length[:, None, None] * direction
+    norms = None if prior is None else prior.operator_norms(N_T)
+    curv = segment_curvature(
+        x, update, L, leadfield_norm(L), prior=prior,
+        phi=None if state is None else state.phi, layer_norms=norms, lam=1.0,
+    )  # fmt: skip
+    rate = (grad * update).sum((1, 2))
+    finite = torch.isfinite(curv)
+    assert finite.sum() >= 40  # long steps leave the region the bound covers
+    ts = torch.linspace(0.05, 1.0, 20, dtype=x.dtype)
+    z = (x[None] - ts[:, None, None, None] * update[None]).reshape(-1, N_SRC, N_T)
+    y_rep = y[None].expand(len(ts), *y.shape).reshape(-1, N_CH, N_T)
+    u = _energy_terms(z, y_rep, L, prior, 1.0)[0].total.reshape(len(ts), -1)
+    majorant = terms.total - ts[:, None] * rate + 0.5 * ts[:, None] ** 2 * curv
+    slack = 1e-10 * (1 + terms.total.abs())
+    assert (u[:, finite] <= majorant[:, finite] + slack[finite]).all()
+    # the certified ones among them never raise the energy
+    certified = finite & (rate >= 0.5 * curv)
+    assert (u[-1, certified] <= terms.total[certified] + slack[certified]).all()
+
+
+def test_certified_mode_takes_only_majorised_steps():
+    L, prior, x, y, _ = _problems(9, 50, with_prior=True)
+    for step in ("diagonal", "directional"):
+        _, trace = _run(x, y, L, prior, step=step, guarantee="certified")
+        moved = trace.decrease_rate > 0
+        assert moved.float().mean() > 0.9
+        assert bool(trace.certified[moved].all())
+        assert (trace.total[1:] <= trace.total[:-1] * (1 + 1e-12)).all()
+        labels = trace.step_labels
+        assert math.isclose(sum(labels.values()), 1.0)
+        assert labels["certified"] > 0.9
+
+
+def test_checked_steps_are_labelled_as_such():
+    """The same solver in 'checked' mode: accepted steps are mostly not certified."""
+    L, prior, x, y, _ = _problems(10, 50, with_prior=True)
+    _, trace = _run(x, y, L, prior, step="directional", safeguard=True)
+    labels = trace.step_labels
+    assert math.isclose(sum(labels.values()), 1.0)
+    accepted = ~trace.safeguard
+    assert labels["checked"] > 0
+    assert float(labels["rejected"]) == pytest.approx(
+        float(trace.safeguard.float().mean())
+    )
+    assert not bool((trace.certified & ~accepted).any())
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3), (2, 4, 3)])
+def test_conv_norms_certified_for_every_length(shape):
+    """The DFT bound is >= the exact norm for T in 1..600 (sampled densely)."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    weight = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    c_out, c_in, k = shape
+    lengths = [*range(1, 41), 63, 64, 65, 126, 127, 128, 129, 200, 255, 256, 257]
+    lengths += [300, 499, 500, 512, 600]
+    for n_times in lengths:
+        eye = torch.eye(c_in * n_times, dtype=weight.dtype).reshape(-1, c_in, n_times)
+        dense = torch.nn.functional.conv1d(eye, weight, padding=k // 2)
+        exact = torch.linalg.matrix_norm(dense.reshape(c_in * n_times, -1), ord=2)
+        bound = conv_operator_norm(weight, n_times)
+        assert exact <= bound
+        if n_times >= 16:  # the DFT maximum on T + k - 1 points is close
+            assert bound <= exact * (1.03 if n_times < 64 else 1.005)

@@ -1,0 +1,62 @@
+"""Train (or resume) the generalist default model on the broad simulator.
+
+CPU, in the background (both cores), resumable::
+
+    python tools/train_default.py --out pretrained_work/default --minutes 110
+
+GPU (one device, about 10 minutes, weights written under OUT)::
+
+    python tools/train_default.py --out "$OUT/default" --minutes 9 --device cuda
+
+Resume on another machine from a committed weights-only checkpoint with
+``--init-from path/to/model_best.pt`` (prior and curvature weights).
+"""
+
+import argparse
+import logging
+
+import torch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--prior-steps", type=int, default=800)
+    parser.add_argument("--val-every", type=int, default=100)
+    parser.add_argument("--max-times", type=int, default=160)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="model name or file whose weights seed a new run",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.getLogger("mne").setLevel(logging.INFO)
+    from mne_mmnet.pretrained import load_model
+    from mne_mmnet.training.broad import train_broad
+
+    init = None if args.init_from is None else load_model(args.init_from)
+    best = train_broad(
+        args.out,
+        minutes=args.minutes,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        prior_steps=args.prior_steps,
+        val_every=args.val_every,
+        ranges=dict(n_times=(32, args.max_times)),
+        init_from=init,
+        device=args.device,
+        progress=False,
+    )
+    print(best)
+
+
+if __name__ == "__main__":
+    main()
