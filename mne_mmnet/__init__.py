@@ -6,6 +6,7 @@ The public API, by task:
   :func:`read_template_adjacency`, :func:`make_template_forward`,
   :func:`make_fsaverage5_subjects_dir`;
 - inverse: :func:`apply_mmnet_inverse`, :func:`apply_mmnet_inverse_epochs`,
+  :func:`make_mmnet_inverse` (prepared once, applied many times),
   :func:`solve_mm` (arrays in, arrays out);
 - models: :func:`load_model`, :func:`fetch_model`, :func:`save_model`,
   :class:`MMNet`, :func:`train`;
@@ -26,9 +27,11 @@ from .forward import (
     read_template_labels,
 )
 from .inverse import (
+    MMNetInverse,
     apply_mmnet_inverse,
     apply_mmnet_inverse_epochs,
     expand_to_vertices,
+    make_mmnet_inverse,
 )
 from .networks import MMNet
 from .pretrained import fetch_model, load_model, save_model
@@ -40,6 +43,7 @@ from .viz_3d import plot_source_estimate
 
 __all__ = [
     "MMNet",
+    "MMNetInverse",
     "TEMPLATE_CH_NAMES",
     "__version__",
     "apply_mmnet_inverse",
@@ -49,6 +53,7 @@ __all__ = [
     "load_model",
     "load_simulation",
     "make_fsaverage5_subjects_dir",
+    "make_mmnet_inverse",
     "make_template_forward",
     "plot_source_estimate",
     "read_template_adjacency",

@@ -33,6 +33,8 @@ _REGISTRY_NAME = "registry.txt"
 # descent safeguard (shipped for the ablation rows of the benchmark)
 # "broad": the generalist default, trained on the broad simulator
 _MODEL_NAMES = ("broad", "sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
+#: the model used when none is named
+DEFAULT_MODEL = "sereega"
 # Placeholder: no release hosts the weights yet. Set MNE_MMNET_MODELS_URL to a
 # directory URL (ending in "/") that serves "<name>.pt" files.
 _DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"

@@ -70,6 +70,11 @@ def _get_device(device):
         raise ValueError(
             f"device must be 'cpu', 'cuda', 'cuda:N' or None, got {device!r}."
         ) from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:N' or None, got {str(device)!r}: "
+            "mne-mmnet is tested on CPU and CUDA only."
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r} was requested but CUDA is not available on "

@@ -240,16 +240,38 @@ def test_validation_errors(fwd, sim, make_bad, exc, match):
         apply_mmnet_inverse(bad_evoked, bad_fwd, **FAST)
 
 
-def test_model_and_device_errors(fwd, sim):
+def test_model_and_device_errors(fwd, sim, tmp_path):
+    from pathlib import Path
+
     evoked = _evoked(sim)
-    known = r"one of \['sereega', 'nmm', 'sereega-unprojected', 'nmm-unprojected'\]"
-    with pytest.raises(ValueError, match=known):
-        apply_mmnet_inverse(evoked, fwd, model="no-such-model", device="cpu")
+    known = r"one of \['broad', 'sereega', 'nmm', 'sereega-unprojected', 'nmm-unp"
+    for bad in ("no-such-model", ""):
+        with pytest.raises(ValueError, match=known):
+            apply_mmnet_inverse(evoked, fwd, model=bad, device="cpu")
+    with pytest.raises(ValueError, match="not an existing model file"):
+        apply_mmnet_inverse(evoked, fwd, model=Path(tmp_path / "x.pt"), device="cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             apply_mmnet_inverse(evoked, fwd, model=None, device="cuda")
-    with pytest.raises(ValueError, match="n_iter must be a positive"):
-        apply_mmnet_inverse(evoked, fwd, model=None, n_iter=0, device="cpu")
+    else:  # a machine with CUDA: the device is used, the result is finite
+        stc = apply_mmnet_inverse(evoked, fwd, model=None, device="cuda", n_iter=2)
+        assert np.isfinite(stc.data).all()
+    with pytest.raises(ValueError, match="tested on CPU and CUDA only"):
+        apply_mmnet_inverse(evoked, fwd, model=None, device="mps")
+    for n_iter in (0, 10**9):
+        with pytest.raises(ValueError, match=r"n_iter must lie in 1\.\.10000"):
+            apply_mmnet_inverse(evoked, fwd, model=None, n_iter=n_iter, device="cpu")
+    with pytest.raises(TypeError, match="return_trace"):
+        apply_mmnet_inverse(evoked, fwd, **FAST, return_trace="yes")
+
+
+def test_zero_gain_columns_are_refused(fwd, sim):
+    bad = fwd.copy()
+    bad["sol"] = dict(fwd["sol"])
+    bad["sol"]["data"] = fwd["sol"]["data"].copy()
+    bad["sol"]["data"][:, [3, 700]] = 0
+    with pytest.raises(ValueError, match="2 all-zero gain column"):
+        apply_mmnet_inverse(_evoked(sim), bad, **FAST)
 
 
 def _rename(ev):

@@ -257,7 +257,7 @@ def test_bench_rows_from_a_folder(tmp_path):
     from mne_mmnet.bench import format_table, register_learned_baselines
     from mne_mmnet.bench import methods as bench_run
     from mne_mmnet.bench._cli import _runs_on
-    from mne_mmnet.inverse._api import _restore_scale
+    from mne_mmnet.inverse._run import _restore_scale
 
     fwd, _, _ = make_sphere_forward(40)
     n_src = fwd["sol"]["data"].shape[1]
@@ -308,7 +308,7 @@ def test_bench_rows_from_a_folder(tmp_path):
 
 def test_apply_mmnet_inverse_refuses_a_baseline(tmp_path):
     from mne_mmnet import save_model
-    from mne_mmnet.inverse._api import _resolve_model
+    from mne_mmnet.inverse._operator import _resolve_model
 
     save_model(_small("optenet", n_sources=994).float(), tmp_path / "o.pt",
                verbose=False)  # fmt: skip

@@ -130,22 +130,32 @@ def _classical_mm_factory(fwd, **options):
 
 
 def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", seed=0):
-    """Batch solver running a (pretrained) MM-Net like apply_mmnet_inverse."""
+    """Batch solver running a (pretrained) MM-Net exactly as apply_mmnet_inverse."""
     import copy
 
-    from ..inverse._api import _resolve_model, _solve
+    from ..inverse._operator import MMNetInverse, _resolve_model
+    from ..inverse._run import _run
+    from ..utils import _get_device
 
+    device = _get_device(device)
     net = _resolve_model(model, device)
     if not projection:  # same weights, no clipping to the bound (R-MM-Net-like)
         net = copy.deepcopy(net)
         net.bound = None
     gain = np.asarray(fwd["sol"]["data"], np.float64)
-    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
+    n_ch = gain.shape[0]
+    average = np.eye(n_ch) - 1.0 / n_ch  # average reference, data and gain alike
+    inv = MMNetInverse(
+        net=net, ch_names=fwd["sol"]["row_names"], proj=average,
+        leadfield=average @ gain, vertices=[s["vertno"] for s in fwd["src"]],
+        subject=fwd["src"]._subject, device=device, reference="average",
+        model_name=str(model),
+    )  # fmt: skip
 
     def solver(eeg, *, sfreq=None):
         y = np.asarray(eeg, np.float64)
         y = y - y.mean(axis=1, keepdims=True)
-        sources, _ = _solve(y, gain, net, n_iter, device, seed)
+        sources, _ = _run(inv, y, n_iter=n_iter, seed=seed, batch_size=len(y))
         return sources.astype(np.float32)
 
     solver.settings = dict(
@@ -155,6 +165,7 @@ def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", se
         bound=net.bound,
         step=net.step,
         init=net.init,
+        guarantee=net.guarantee,
         training=getattr(net, "metadata", {}).get("training", None),
     )
     return solver
@@ -168,7 +179,7 @@ def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16, see
     """
     import torch
 
-    from ..inverse._api import _restore_scale
+    from ..inverse._run import _restore_scale
     from ..pretrained import load_model
     from ..utils import _get_device
 

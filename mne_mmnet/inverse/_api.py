@@ -1,23 +1,30 @@
 """Public MNE-facing inverse functions: Evoked / Epochs in, SourceEstimate out."""
 
 import numpy as np
-from mne import BaseEpochs, SourceEstimate
-from mne.utils import _validate_type, logger, verbose
+from mne import BaseEpochs, Evoked, SourceEstimate
+from mne.utils import _validate_type, logger, verbose, warn
 
-from ..pretrained import _MODEL_NAMES
-from ..utils import _get_device
-from ._prepare import _prepare_data, _prepare_leadfield
+from .._docs import fill_doc
+from ..pretrained import _MODEL_NAMES, DEFAULT_MODEL
+from ._operator import MMNetInverse, _make_operator
+from ._prepare import _check_values
+from ._run import _run
 
 #: names accepted by ``model=`` besides a path or a module (the pretrained
 #: models); ``None`` is the hand-crafted (untrained) MM solver
 KNOWN_MODELS = _MODEL_NAMES
+#: most MM iterations accepted (the shipped models are trained with 10)
+MAX_ITER = 10_000
+# plausible EEG amplitudes (V): outside, a unit error is likely
+_PLAUSIBLE = (1e-8, 1e-2)
 
 
 @verbose
+@fill_doc
 def apply_mmnet_inverse(
     evoked,
     fwd,
-    model="sereega",
+    model=DEFAULT_MODEL,
     *,
     n_iter=None,
     device=None,
@@ -34,27 +41,17 @@ def apply_mmnet_inverse(
         channels, at least 16); bad channels are left out. The data are
         average-referenced (with the same projection applied to the
         leadfield); the object is not modified.
-    fwd : mne.Forward
-        Fixed-orientation forward model on the fsaverage template: the
-        994-region template of :func:`mne_mmnet.read_template_forward`, or a
-        vertex-level fsaverage forward on all 10,242 vertices of each hemisphere
-        of an ico-5 source space, which is summed over the template regions.
-    model : str | path-like | torch.nn.Module | None
-        ``"sereega"`` (default) or ``"nmm"`` for the pretrained models, a path
-        to a saved model, an :class:`mne_mmnet.MMNet`, or ``None`` for
-        the hand-crafted MM solver (curvature bound as step, no learned parts).
-        ``"sereega-unprojected"`` and ``"nmm-unprojected"`` are the R-MM-Net
-        ablations of the benchmark: trained and run without projection or
-        descent safeguard, so without the descent guarantee.
-    n_iter : int | None
-        Number of MM iterations; ``None`` uses the model's own setting.
-    device : str | torch.device | None
-        Where to compute; ``None`` uses CUDA when available, else the CPU.
-    seed : int | None
-        Seed of the solver's random start (the result is reproducible for a
-        given seed).
+    %(fwd)s
+    %(model)s
+        Ignored (must stay at its default) when ``fwd`` is a prepared
+        inverse, which holds its model.
+    %(n_iter)s
+    %(device)s
+        Ignored with a prepared inverse.
+    %(seed)s
     return_trace : bool
-        Also return the solver trace (energy per iteration, safeguard counts),
+        Also return the solver trace (energy per iteration; steps certified,
+        checked and rejected, see :attr:`mne_mmnet.solver.MMTrace.step_labels`),
         e.g. for :func:`mne_mmnet.viz.plot_convergence`.
     %(verbose)s
 
@@ -70,21 +67,30 @@ def apply_mmnet_inverse(
     Raises
     ------
     TypeError
-        If ``evoked`` is not an :class:`mne.Evoked` or ``fwd`` not an
-        :class:`mne.Forward`.
+        If ``evoked`` is not an :class:`mne.Evoked`, ``fwd`` not an
+        :class:`mne.Forward` or prepared inverse, or ``return_trace`` not a
+        bool.
     ValueError
         If the data or forward cannot be used (no or too few EEG channels,
         channels missing from ``fwd``, non-finite or all-zero data, current
         source density, free orientation, a source space other than the
-        template, an unknown model name, too few time samples, CUDA asked for
-        but absent). Each message says what was found and what to do.
+        template, an unknown model name or missing file, ``n_iter`` outside
+        1..10,000, a device other than CPU or CUDA, or CUDA asked for but
+        absent). Each message says what was found and what to do.
 
     Notes
     -----
     The MM-Net energy compares directions (cosine similarities), so its
-    minimiser has no scale. Amplitudes are restored by the least-squares fit
-    of the predicted data to the (referenced) measurements: the returned
-    sources are ``a * x`` with ``a = <L x, y> / <L x, L x>``.
+    minimiser has no scale: the data are divided by their norm before the
+    solve (any finite amplitude gives the same map) and the amplitude is
+    restored by the least-squares fit of the predicted data to the
+    referenced measurements, ``a = <L x, y> / <L x, L x>``. This fit is the
+    scale that explains the data best with the estimate's spatial pattern;
+    for an extended source it is usually below the true peak amplitude (the
+    estimate spreads the activity), so read amplitudes as relative.
+
+    Recordings longer than 2,048 samples are solved in overlapping windows
+    of 512 samples (64 overlap, linear cross-fades), so memory stays bounded.
 
     References
     ----------
@@ -92,94 +98,65 @@ def apply_mmnet_inverse(
        M. Q. (2026). Majorization-Minimization Networks for Inverse Problems:
        An Application to EEG Imaging. arXiv:2602.03855v2.
     """
-    return _apply(
-        evoked,
-        fwd,
-        model,
-        n_iter=n_iter,
-        device=device,
-        seed=seed,
-        return_trace=return_trace,
-    )
-
-
-def _apply(evoked, fwd, model, *, n_iter, device, seed, return_trace, name="evoked"):
-    data, ch_names, proj, reference = _prepare_data(evoked, name=name)
-    gain, vertices, subject = _prepare_leadfield(fwd, ch_names)
+    _validate_type(evoked, Evoked, "evoked", "mne.Evoked")
+    inv = _operator_for(evoked.info, fwd, model, device, "evoked")
+    _validate_type(return_trace, bool, "return_trace")
+    n_iter = _check_n_iter(n_iter)
+    picks = inv._check_info(evoked.info, "evoked")
+    data = evoked.data[picks].astype(np.float64)  # a copy: never modify input
+    y = _referenced(data, inv, "evoked")
     logger.info(
-        f"    {len(ch_names)} EEG channels, {data.shape[1]} time samples, "
-        f"reference: {reference}"
+        f"    {len(inv.ch_names)} EEG channels, {data.shape[1]} time samples, "
+        f"reference: {inv.reference}"
     )
-    y = (proj @ data)[np.newaxis]
-    leadfield = proj @ gain
-    sources, trace = _solve(y, leadfield, model, n_iter, device, seed)
+    sources, trace = _run(inv, y[None], n_iter=n_iter, seed=seed)
     stc = SourceEstimate(
-        sources[0],
-        vertices=vertices,
-        tmin=evoked.times[0],
-        tstep=1.0 / evoked.info["sfreq"],
-        subject=subject,
-    )
+        sources[0], vertices=[v.copy() for v in inv.vertices],
+        tmin=evoked.times[0], tstep=1.0 / evoked.info["sfreq"], subject=inv.subject,
+    )  # fmt: skip
     return (stc, trace) if return_trace else stc
 
 
-def _resolve_model(model, device):
-    """Load ``model`` (name, path, module or None) onto ``device``."""
-    if model is None:
-        return None
-    from ..pretrained import load_model
-
-    if isinstance(model, str) and model not in KNOWN_MODELS:
-        from pathlib import Path
-
-        if not Path(model).exists():
+def _operator_for(info, fwd, model, device, name):
+    if isinstance(fwd, MMNetInverse):
+        if model is not DEFAULT_MODEL and model != fwd.model_name:
             raise ValueError(
-                f"model must be one of {list(KNOWN_MODELS)}, a path to a saved "
-                f"model, an MMNet module or None; got {model!r}, which is neither "
-                "a known name nor an existing file."
+                f"fwd is a prepared inverse for model {fwd.model_name!r}; do not "
+                f"pass model={model!r} with it (prepare another inverse)."
             )
-    net = load_model(model, device=device)
-    from ..networks import MMNet
-
-    if not isinstance(net, MMNet):
-        raise TypeError(
-            f"model must be an MM-Net; {model!r} holds a "
-            f"{type(net).__name__}, a learned baseline of the benchmark without "
-            "MM steps. Run it with mne_mmnet.bench or call the module directly."
-        )
-    if net.bound is None or not net.safeguard:
-        logger.info(
-            "    This model runs without the projection onto the curvature bound "
-            "or without the descent safeguard (R-MM-Net): its steps carry no "
-            "descent guarantee."
-        )
-    return net
+        return fwd
+    return _make_operator(info, fwd, model, device, name=name)
 
 
-def _solve(y, leadfield, model, n_iter, device, seed):
-    """Run the solver on (batch, n_ch, T) data; return scaled sources."""
-    from ..solver import solve_mm
-
-    device = _get_device(device)
-    net = _resolve_model(model, device)
-    min_times = getattr(net, "min_n_times", 1)
-    if y.shape[-1] < min_times:
+def _check_n_iter(n_iter):
+    if n_iter is None:
+        return None
+    _validate_type(n_iter, "int-like", "n_iter")
+    if not 1 <= int(n_iter) <= MAX_ITER:
         raise ValueError(
-            f"The data have {y.shape[-1]} time samples; this model needs at least "
-            f"{min_times}. Use a longer time window."
+            f"n_iter must lie in 1..{MAX_ITER}, got {n_iter}; the shipped models "
+            "were trained with 10."
         )
-    x, trace = solve_mm(
-        y,
-        leadfield,
-        model=net,
-        device=device,
-        seed=seed,
-        dtype="float32",
-        return_trace=True,
-        **_solver_settings(net, n_iter),
-    )
-    x = np.asarray(x, dtype=np.float64)
-    return _restore_scale(x, leadfield, y), trace
+    return int(n_iter)
+
+
+def _referenced(data, inv, name):
+    """Check and project the data; warn on implausible amplitudes."""
+    _check_values(data, inv.ch_names, name)
+    y = inv.proj @ data
+    peak = np.abs(y).max()
+    if peak <= 1e-12 * np.abs(data).max():
+        raise ValueError(
+            f"{name} has nothing left after the reference and projectors (the "
+            "data lie in the projected-out space); check the projectors."
+        )
+    if not _PLAUSIBLE[0] <= peak <= _PLAUSIBLE[1]:
+        warn(
+            f"{name}'s referenced EEG peaks at {peak:.3g} V, outside the usual "
+            f"{_PLAUSIBLE[0]:g}-{_PLAUSIBLE[1]:g} V: check the units (MNE stores "
+            "volts). The estimate scales linearly with the data."
+        )
+    return y
 
 
 #: settings of the hand-crafted solver (``model=None``): the data term alone
@@ -190,31 +167,12 @@ CLASSICAL_SETTINGS = dict(
 )
 
 
-def _solver_settings(net, n_iter):
-    """Options for :func:`solve_mm`: the model's own (None: classical MM)."""
-    settings = dict(CLASSICAL_SETTINGS) if net is None else {}
-    if n_iter is not None:
-        _validate_type(n_iter, "int-like", "n_iter")
-        if int(n_iter) < 1:
-            raise ValueError(f"n_iter must be a positive integer, got {n_iter}.")
-        settings["n_iter"] = int(n_iter)
-    return settings
-
-
-def _restore_scale(x, leadfield, y):
-    """Least-squares amplitude ``a`` per sample so that ``a L x`` fits ``y``."""
-    pred = np.einsum("cs,bst->bct", leadfield, x)
-    num = np.einsum("bct,bct->b", pred, y)
-    den = np.einsum("bct,bct->b", pred, pred)
-    scale = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    return x * scale[:, np.newaxis, np.newaxis]
-
-
 @verbose
+@fill_doc
 def apply_mmnet_inverse_epochs(
     epochs,
     fwd,
-    model="sereega",
+    model=DEFAULT_MODEL,
     *,
     n_iter=None,
     device=None,
@@ -230,28 +188,34 @@ def apply_mmnet_inverse_epochs(
     epochs : mne.Epochs
         EEG epochs; see :func:`apply_mmnet_inverse` for channel and reference
         handling. The object is not modified.
-    fwd : mne.Forward
-        The forward model, as in :func:`apply_mmnet_inverse`.
-    model : str | path-like | torch.nn.Module | None
-        The model, as in :func:`apply_mmnet_inverse`; it is loaded once.
-    n_iter : int | None
-        Number of MM iterations; ``None`` uses the model's own setting.
-    device : str | torch.device | None
-        Where to compute.
+    %(fwd)s
+    %(model)s
+    %(n_iter)s
+    %(device)s
     seed : int | None
         Seed of the random start of each batch (batch ``b`` uses ``seed + b``);
         models starting from a linear inverse are deterministic.
     batch_size : int
         Epochs solved together (one batched solver run each).
     return_generator : bool
-        Return a generator yielding one stc per epoch instead of a list, for
-        many epochs.
+        Return a generator yielding one stc per epoch instead of a list (the
+        data of all epochs are still checked before the first is solved).
     %(verbose)s
 
     Returns
     -------
     stcs : list of mne.SourceEstimate | generator
         One source estimate per epoch.
+
+    Raises
+    ------
+    ValueError
+        As :func:`apply_mmnet_inverse`; every epoch is checked (finite, not
+        all zero) before any is solved, and the message names the epoch.
+
+    Notes
+    -----
+    A progress bar shows the batches (hidden with ``verbose=False``).
     """
     _validate_type(epochs, BaseEpochs, "epochs", "mne.Epochs")
     _validate_type(return_generator, bool, "return_generator")
@@ -260,49 +224,37 @@ def apply_mmnet_inverse_epochs(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if len(epochs) == 0:
         raise ValueError("epochs is empty: there is nothing to invert.")
-    net = _resolve_model(model, _get_device(device))
-    gen = _epochs_generator(epochs, fwd, net, n_iter, device, seed, int(batch_size))
+    inv = _operator_for(epochs.info, fwd, model, device, "epochs")
+    n_iter = _check_n_iter(n_iter)
+    picks = inv._check_info(epochs.info, "epochs")
+    data = epochs.get_data(picks=picks).astype(np.float64)
+    y = np.empty_like(data)
+    for k, sample in enumerate(data):  # all epochs checked before any solve
+        y[k] = _referenced(sample, inv, f"epochs[{k}]")
+    logger.info(
+        f"    {len(epochs)} epochs, {len(inv.ch_names)} EEG channels, reference: "
+        f"{inv.reference}, batches of {batch_size}"
+    )
+    gen = _epochs_generator(epochs, inv, y, n_iter, seed, int(batch_size))
     return gen if return_generator else list(gen)
 
 
-def _epochs_generator(epochs, fwd, net, n_iter, device, seed, batch_size):
-    # channels, reference and projector are shared by all epochs: check once
-    # on the first, then check each epoch's values as its batch is loaded
-    first = next(epochs.iter_evoked(copy=True))
-    _, ch_names, proj, reference = _prepare_data(first, name="epochs[0]")
-    gain, vertices, subject = _prepare_leadfield(fwd, ch_names)
-    leadfield = proj @ gain
-    picks = [epochs.ch_names.index(ch) for ch in ch_names]
-    logger.info(
-        f"    {len(epochs)} epochs, {len(ch_names)} EEG channels, reference: "
-        f"{reference}, batches of {batch_size}"
-    )
+def _epochs_generator(epochs, inv, y, n_iter, seed, batch_size):
+    from ._run import _progress
+
     tstep = 1.0 / epochs.info["sfreq"]
-    for b, start in enumerate(range(0, len(epochs), batch_size)):
-        stop = min(start + batch_size, len(epochs))
-        data = epochs.get_data(picks=picks, item=slice(start, stop))
-        for k, sample in enumerate(data, start):
-            if not np.isfinite(sample).all():
-                raise ValueError(
-                    f"epochs[{k}] contains NaN or inf values; drop that epoch "
-                    "or mark the channels as bad."
-                )
-        y = np.einsum("ij,bjt->bit", proj, data.astype(np.float64))
-        flat = np.abs(y).reshape(len(y), -1).max(axis=1)
-        if np.any(flat <= 1e-12 * max(np.abs(data).max(), 1e-300)):
-            k = start + int(np.argmax(flat <= 1e-12 * np.abs(data).max()))
-            raise ValueError(
-                f"epochs[{k}] is all zero or identical on every channel after "
-                "the average reference; drop that epoch."
-            )
-        sources, _ = _solve(
-            y, leadfield, net, n_iter, device, None if seed is None else seed + b
-        )
+    bar = _progress(int(np.ceil(len(y) / batch_size)), "epochs")
+    for b, start in enumerate(range(0, len(y), batch_size)):
+        b_seed = None if seed is None else seed + b
+        sources, _ = _run(inv, y[start : start + batch_size], n_iter=n_iter,
+                          seed=b_seed, batch_size=batch_size)  # fmt: skip
         for x in sources:
             yield SourceEstimate(
-                x, vertices=vertices, tmin=epochs.times[0], tstep=tstep,
-                subject=subject,
+                x, vertices=[v.copy() for v in inv.vertices], tmin=epochs.times[0],
+                tstep=tstep, subject=inv.subject,
             )  # fmt: skip
+        bar.update()
+    bar.close()
 
 
 def expand_to_vertices(stc):

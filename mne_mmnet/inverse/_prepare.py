@@ -7,7 +7,7 @@ once, with an error that says what was found and what to do.
 from functools import cache
 
 import numpy as np
-from mne import Evoked, Forward
+from mne import Forward
 from mne._fiff.constants import FIFF
 from mne._fiff.pick import pick_types
 from mne._fiff.proj import make_projector
@@ -25,21 +25,24 @@ MIN_CHANNELS = 16
 _N_FSAVERAGE5 = 10242
 
 
-def _prepare_data(evoked, *, name="evoked"):
-    """Pick good EEG channels and check values and reference.
-
-    Returns the data (n_channels, n_times), the channel names, the projector
-    to apply to data and leadfield rows alike, and a text saying which
-    reference was used.
-    """
-    _validate_type(evoked, Evoked, name, "mne.Evoked")
-    info = evoked.info
+def _pick_eeg(info, name):
+    """Good EEG channels of ``info``: (picks, names), with the count checks."""
+    custom = info.get("custom_ref_applied", FIFF.FIFFV_MNE_CUSTOM_REF_OFF)
+    if custom == FIFF.FIFFV_MNE_CUSTOM_REF_CSD or "csd" in info.get_channel_types():
+        raise ValueError(
+            f"{name} holds current source density (CSD) data, which no forward "
+            "model describes. Apply MM-Net to the EEG before "
+            "mne.preprocessing.compute_current_source_density."
+        )
+    duplicated = sorted({c for c in info["ch_names"] if info["ch_names"].count(c) > 1})
+    if duplicated:  # mne.Info refuses these, but a hand-edited one may not
+        raise ValueError(f"{name} has duplicated channel names {duplicated}.")
     picks = pick_types(info, meg=False, eeg=True, exclude="bads")
     n_eeg_all = len(pick_types(info, meg=False, eeg=True, exclude=()))
     if n_eeg_all == 0:
         raise ValueError(
             f"{name} has no EEG channels (channel types found: "
-            f"{sorted(set(evoked.get_channel_types()))}). MM-Net is an EEG "
+            f"{sorted(set(info.get_channel_types()))}). MM-Net is an EEG "
             "inverse solver: pass EEG data."
         )
     if len(picks) < MIN_CHANNELS:
@@ -49,8 +52,11 @@ def _prepare_data(evoked, *, name="evoked"):
             "needed. Interpolate bad channels (evoked.interpolate_bads()) instead "
             "of dropping them."
         )
-    ch_names = [info["ch_names"][p] for p in picks]
-    data = evoked.data[picks].astype(np.float64)  # a copy: never modify input
+    return picks, [info["ch_names"][p] for p in picks]
+
+
+def _check_values(data, ch_names, name):
+    """Finite, not all zero, not identical across channels."""
     if not np.isfinite(data).all():
         bad = [ch_names[i] for i in np.unique(np.nonzero(~np.isfinite(data))[0])]
         raise ValueError(
@@ -58,19 +64,17 @@ def _prepare_data(evoked, *, name="evoked"):
             f"({', '.join(bad[:10])}{', ...' if len(bad) > 10 else ''}). Mark them "
             "as bad or interpolate them before the inverse."
         )
-    proj, reference = _reference_projector(info, ch_names, name)
-    referenced = proj @ data
+    centred = data - data.mean(axis=0, keepdims=True)
     scale = np.abs(data).max()
-    if scale == 0 or np.abs(referenced).max() <= 1e-12 * scale:
+    if scale == 0 or np.abs(centred).max() <= 1e-12 * scale:
         what = "all zero" if scale == 0 else "identical on every channel"
         raise ValueError(
             f"{name}'s EEG data are {what}; after the average reference nothing "
             "is left to localise. Check the data or the channel selection."
         )
-    return data, ch_names, proj, reference
 
 
-def _reference_projector(info, ch_names, name):
+def _reference_projector(info, ch_names, name, *, quiet=False):
     """Build the projector (n_ch, n_ch) that gives average-referenced data.
 
     Average reference is a projection, so applying it to data and leadfield
@@ -79,12 +83,7 @@ def _reference_projector(info, ch_names, name):
     density, which is refused.
     """
     custom = info.get("custom_ref_applied", FIFF.FIFFV_MNE_CUSTOM_REF_OFF)
-    if custom == FIFF.FIFFV_MNE_CUSTOM_REF_CSD:
-        raise ValueError(
-            f"{name} holds current source density (CSD) data, which no forward "
-            "model describes. Apply MM-Net to the EEG before "
-            "mne.preprocessing.compute_current_source_density."
-        )
+    log = (lambda *a: None) if quiet else logger.info
     n = len(ch_names)
     average = np.eye(n) - np.full((n, n), 1.0 / n)
     # every other EEG projector (SSP) must act on the leadfield too, as in MNE
@@ -97,7 +96,7 @@ def _reference_projector(info, ch_names, name):
     proj = np.eye(n)
     if other:
         proj, n_proj, _ = make_projector(other, ch_names)
-        logger.info(f"    Applying {n_proj} EEG projection vector(s) to data and fwd")
+        log(f"    Applying {n_proj} EEG projection vector(s) to data and fwd")
     has_avg_proj = any(p["desc"] == "Average EEG reference" for p in info["projs"])
     if has_avg_proj:
         reference = "average (projector)"
@@ -105,10 +104,10 @@ def _reference_projector(info, ch_names, name):
         # set_eeg_reference() to the average or to electrodes: still a common
         # reference, so re-referencing data and leadfield to the average is exact
         reference = "average (re-referenced from a custom reference)"
-        logger.info("    Re-referencing the custom EEG reference to the average")
+        log("    Re-referencing the custom EEG reference to the average")
     else:
         reference = "average (applied by mne-mmnet)"
-        logger.info(
+        log(
             "    No EEG reference information found: applying an average "
             "reference to data and leadfield (exact for common-reference data)"
         )
@@ -138,6 +137,16 @@ def _prepare_leadfield(fwd, ch_names):
         )
     rows = [fwd["sol"]["row_names"].index(ch) for ch in ch_names]
     gain = np.asarray(fwd["sol"]["data"], np.float64)[rows]
+    if not np.isfinite(gain).all():
+        raise ValueError("fwd's gain matrix has NaN or inf entries; rebuild it.")
+    zero = np.flatnonzero(~np.any(gain != 0, axis=0))
+    if zero.size:
+        raise ValueError(
+            f"fwd has {zero.size} all-zero gain column(s) (sources {zero[:5]}"
+            f"{'...' if zero.size > 5 else ''}) for these channels: such sources "
+            "are invisible and cannot be estimated. Rebuild the forward (sources "
+            "inside the inner skull, mindist=0) or use the template."
+        )
     src = fwd["src"]
     vertices = [np.asarray(s["vertno"]) for s in src]
     subject = src._subject

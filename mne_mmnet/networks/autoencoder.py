@@ -11,6 +11,7 @@ norms ``||W_l||_2``. They are computed here from the convolution's symbol
 """
 
 import math
+import threading
 
 import torch
 from mne.utils import _validate_type
@@ -20,6 +21,9 @@ from ..utils import _torch_generator
 
 # relative inflation that absorbs float64 rounding in the certified norms
 _ROUNDING_SLACK = 1e-9
+# the norm cache is shared by threads that run one model (module-level: a
+# lock attribute would not survive copy.deepcopy of the module)
+_NORM_LOCK = threading.RLock()
 
 
 def softrelu(z, eps):
@@ -287,6 +291,10 @@ class SoftReLUAutoencoder(nn.Module):
         slack exceeds ``refresh`` times the reference norm, the norm is
         recomputed and the reference reset.
         """
+        with _NORM_LOCK:
+            return self._operator_norms(n_times, refresh)
+
+    def _operator_norms(self, n_times, refresh):
         versions = tuple(
             (c.weight.data_ptr(), c.weight._version, c.weight.device)
             for c in self.layers

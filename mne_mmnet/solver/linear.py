@@ -1,5 +1,9 @@
 """Linear inverse kernels (MNE, sLORETA) computed in torch from a leadfield."""
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import torch
 from mne.utils import _check_option, _validate_type
 
@@ -8,6 +12,18 @@ from ..utils import _torch_generator
 #: scale of the paper's random start, ``x0 ~ 1e-3 N(0, 1)``
 RANDOM_START_SCALE = 1e-3
 INITS = ("random", "mne", "sloreta")
+# kernels of recently used (CPU) leadfields: every call with the same
+# leadfield (the one-line apply_mmnet_inverse) reuses the solve
+_KERNELS = OrderedDict()
+_KERNELS_LOCK = threading.Lock()
+_KERNELS_MAX = 8
+
+
+def _kernel_key(L, method, lambda2):
+    if L.device.type != "cpu" or L.requires_grad:
+        return None
+    digest = hashlib.sha1(L.detach().contiguous().numpy().tobytes()).hexdigest()
+    return (method, float(lambda2), str(L.dtype), tuple(L.shape), digest)
 
 
 def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
@@ -25,7 +41,9 @@ def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
     Returns
     -------
     kernel : torch.Tensor, shape (n_sources, n_channels)
-        ``x = kernel @ y``; float64 on ``L``'s device.
+        ``x = kernel @ y``; float64 on ``L``'s device. Kernels of the last 8
+        CPU leadfields are cached (keyed on the leadfield's bytes): treat the
+        result as read-only.
 
     Notes
     -----
@@ -49,6 +67,22 @@ def linear_inverse_kernel(L, *, method="mne", lambda2=1.0 / 9.0):
         )
     if lambda2 <= 0:
         raise ValueError(f"lambda2 must be > 0, got {lambda2}.")
+    key = _kernel_key(L, method, lambda2)
+    if key is not None:
+        with _KERNELS_LOCK:
+            if key in _KERNELS:
+                _KERNELS.move_to_end(key)
+                return _KERNELS[key]
+    kernel = _compute_kernel(L, method, lambda2)
+    if key is not None:
+        with _KERNELS_LOCK:
+            _KERNELS[key] = kernel
+            while len(_KERNELS) > _KERNELS_MAX:
+                _KERNELS.popitem(last=False)
+    return kernel
+
+
+def _compute_kernel(L, method, lambda2):
     G = L.detach().to(torch.float64)
     gram = G @ G.T
     rank = torch.linalg.matrix_rank(G)

@@ -138,7 +138,6 @@ def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, *, c
     8 (up to 5 times); once the bound ``M`` of the segment is finite, the
     step is cut to the majorant's minimiser if that lies inside the segment.
     """
-    update = update.detach() if not certify else update
     phi = None if state is None else state.phi
     g = grad.detach()
 

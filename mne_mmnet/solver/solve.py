@@ -97,8 +97,8 @@ def solve_mm(
         See :func:`mne_mmnet.solver.mm_iterations`. ``None``: the model's,
         or ``'checked'``.
     x0 : array | torch.Tensor | None
-        Explicit start, shaped like the output (then ``init`` must be
-        ``'random'``).
+        Explicit start, shaped like the output (it replaces the model's
+        ``init``; ``init`` itself can then only be None or ``'random'``).
     lam : float | None
         Prior weight; ``None`` takes ``model.lam`` if present, else 1.
     device : str | torch.device | None
@@ -146,6 +146,8 @@ def solve_mm(
     """
     device = _get_device(device)
     dtype = _get_dtype(dtype)
+    if x0 is not None and init not in (None, "random"):
+        raise ValueError(f"Pass either x0= or init={init!r}, not both.")
     n_iter, gamma, bound, step, init, guarantee = _settings(
         model, n_iter=n_iter, gamma=gamma, bound=bound, step=step, init=init,
         guarantee=guarantee,
@@ -182,8 +184,6 @@ def solve_mm(
     batch, _, n_times = y_t.shape
     shape = (batch, L_t.shape[1], n_times)
     if x0 is not None:
-        if init != "random":
-            raise ValueError(f"Pass either x0= or init={init!r}, not both.")
         x_start = _as_tensor(x0, "x0", device, dtype)
         if squeeze and x_start.ndim == 2:
             x_start = x_start[None]
@@ -192,7 +192,12 @@ def solve_mm(
     else:
         x_start = initial_estimate(y_t, L_t, init=init, seed=seed)
     if not bool((_sq_norm(x_start) > 0).all()):
-        raise ValueError("The start has an all-zero sample; pass another x0.")
+        raise ValueError(
+            "The start has an all-zero sample (the linear inverse of that sample "
+            "is zero: the data lie in the leadfield's null space, or the "
+            "leadfield has all-zero columns for every active source); check y "
+            "and L, or pass another x0."
+        )
     if prior is not None:
         _validate_type(prior, torch.nn.Module, "prior")
     prior = _prepare_module(prior, device, dtype)

@@ -1,0 +1,60 @@
+"""Shared parameter documentation (a docdict, as MNE and mne-icalabel keep)."""
+
+docdict = {}
+
+docdict["fwd"] = """fwd : mne.Forward | MMNetInverse
+    Fixed-orientation forward model on the fsaverage template: the
+    994-region template of :func:`mne_mmnet.read_template_forward`, or a
+    vertex-level fsaverage forward on all 10,242 vertices of each hemisphere
+    of an ico-5 source space (summed over the template regions); or an
+    inverse prepared by :func:`mne_mmnet.make_mmnet_inverse`."""
+
+docdict["model"] = """model : str | path-like | MMNet | None
+    ``"broad"`` (default: trained on the broad simulator, for any
+    recording), ``"sereega"`` or ``"nmm"`` (the paper's Table I replicas),
+    ``"sereega-unprojected"`` / ``"nmm-unprojected"`` (R-MM-Net ablations,
+    without the descent guarantee), a path to a saved model, an
+    :class:`mne_mmnet.MMNet`, or ``None`` for the hand-crafted MM solver (no
+    learned parts). Named models and paths are loaded once per process."""
+
+docdict["device"] = """device : str | torch.device | None
+    Where to compute: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``None`` uses
+    CUDA when available, else the CPU."""
+
+docdict["seed"] = """seed : int | None
+    Seed of the random start (models that start from a linear inverse, as
+    the shipped ones do, are deterministic)."""
+
+docdict["n_iter"] = """n_iter : int | None
+    Number of MM iterations (1 to 10,000); ``None`` uses the model's own
+    setting (10 for the shipped models)."""
+
+docdict["metric_pair"] = """estimate, ground_truth : array-like
+    Estimated and true sources, shape (n_samples, n_sources, n_times); numpy
+    arrays, torch tensors or (lists of) :class:`mne.SourceEstimate`."""
+
+
+def _indent(text, indent):
+    lines = text.splitlines()
+    return "\n".join([lines[0]] + [indent + line if line else "" for line in lines[1:]])
+
+
+def fill_doc(func):
+    """Fill ``%(key)s`` entries of ``func.__doc__`` from :data:`docdict`.
+
+    Unknown keys (MNE's ``%(verbose)s``) are left for :func:`mne.verbose`.
+    """
+    doc = func.__doc__
+    if not doc:
+        return func
+    lines = doc.splitlines()
+    body = [line for line in lines[1:] if line.strip()]
+    indent = min((len(line) - len(line.lstrip()) for line in body), default=0)
+    mapping = _Passthrough({k: _indent(v, " " * indent) for k, v in docdict.items()})
+    func.__doc__ = doc % mapping
+    return func
+
+
+class _Passthrough(dict):
+    def __missing__(self, key):
+        return f"%({key})s"

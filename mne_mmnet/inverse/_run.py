@@ -1,0 +1,149 @@
+"""Run a prepared MM-Net inverse on referenced data arrays.
+
+One place that turns ``(batch, n_channels, n_times)`` referenced data into
+scaled source estimates: unit-norm data (any finite amplitude gives the
+linearly scaled result), the start from the prepared kernel, the solver with
+the model's own settings, the amplitude fit, and overlapping windows for long
+recordings (the networks are length-agnostic; memory grows with the window,
+not the recording).
+"""
+
+import logging
+
+import numpy as np
+from mne.utils import logger
+
+#: recordings longer than this are solved in overlapping windows
+WINDOW_THRESHOLD = 2048
+#: window length and overlap (samples) of the windowed solve
+WINDOW, OVERLAP = 512, 64
+#: windows solved at once (bounds the memory of long recordings)
+WINDOW_BATCH = 2
+
+
+def _progress(total, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit="batch", leave=False,
+        disable=logger.getEffectiveLevel() > logging.INFO or total <= 1,
+    )  # fmt: skip
+
+
+def _restore_scale(x, leadfield, y):
+    """Least-squares amplitude ``a`` per sample so that ``a L x`` fits ``y``."""
+    pred = np.einsum("cs,bst->bct", leadfield, x)
+    num = np.einsum("bct,bct->b", pred, y)
+    den = np.einsum("bct,bct->b", pred, pred)
+    scale = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return x * scale[:, np.newaxis, np.newaxis]
+
+
+def _solve_batch(inv, y, *, n_iter, seed):
+    """Solve (batch, n_ch, T) referenced data; scaled sources and the trace."""
+    import torch
+
+    from ..solver import solve_mm
+
+    norms = np.linalg.norm(y.reshape(len(y), -1), axis=1)
+    y_unit = y / norms[:, None, None]  # the energy is scale free
+    y_t = torch.as_tensor(y_unit, dtype=torch.float32, device=inv.device)
+    x0 = None
+    if inv.kernel is not None:
+        x0 = torch.matmul(inv.kernel, y_t)
+    settings = {}
+    if inv.model is None:
+        from ._api import CLASSICAL_SETTINGS
+
+        settings = dict(CLASSICAL_SETTINGS)
+        settings.pop("init")
+    if n_iter is not None:
+        settings["n_iter"] = int(n_iter)
+    x, trace = solve_mm(
+        y_t, inv.L, model=inv.model, x0=x0, device=inv.device, seed=seed,
+        dtype="float32", return_trace=True, verbose=False, **settings,
+    )  # fmt: skip
+    x = x.double().cpu().numpy()
+    return _restore_scale(x, inv.leadfield, y), trace
+
+
+def _windows(n_times):
+    hop = WINDOW - OVERLAP
+    starts = list(range(0, max(n_times - WINDOW, 0) + 1, hop))
+    if starts[-1] + WINDOW < n_times:
+        starts.append(n_times - WINDOW)
+    return starts
+
+
+def _crossfade(n_times, starts):
+    """Overlap-add weights: linear ramps over the overlaps, summing to one."""
+    weights = np.zeros((len(starts), n_times))
+    ramp = np.ones(WINDOW)
+    ramp[:OVERLAP] = (np.arange(OVERLAP) + 0.5) / OVERLAP
+    ramp[-OVERLAP:] = ramp[:OVERLAP][::-1]
+    for k, start in enumerate(starts):
+        w = ramp.copy()
+        if k == 0:
+            w[:OVERLAP] = 1
+        if k == len(starts) - 1:
+            w[-OVERLAP:] = 1
+        weights[k, start : start + WINDOW] = w
+    return weights / weights.sum(0, keepdims=True)
+
+
+def _solve_long(inv, y, *, n_iter, seed):
+    """One long recording in overlapping windows, cross-faded."""
+    n_times = y.shape[-1]
+    starts = _windows(n_times)
+    weights = _crossfade(n_times, starts)
+    out = np.zeros((inv.leadfield.shape[1], n_times))
+    traces = []
+    bar = _progress(int(np.ceil(len(starts) / WINDOW_BATCH)), "windows")
+    for first in range(0, len(starts), WINDOW_BATCH):
+        chunk = starts[first : first + WINDOW_BATCH]
+        segs = np.stack([y[0, :, s : s + WINDOW] for s in chunk])
+        keep = np.linalg.norm(segs.reshape(len(segs), -1), axis=1) > 0
+        x = np.zeros((len(chunk), out.shape[0], WINDOW))
+        if keep.any():
+            x[keep], trace = _solve_batch(inv, segs[keep], n_iter=n_iter, seed=seed)
+            traces.append(trace)
+        for k, start in enumerate(chunk):
+            out[:, start : start + WINDOW] += weights[first + k, start:][:WINDOW] * x[k]
+        bar.update()
+    bar.close()
+    return out[None], _concat_traces(traces)
+
+
+def _concat_traces(traces):
+    from dataclasses import fields
+
+    if len(traces) == 1:
+        return traces[0]
+    merged = {
+        f.name: None
+        if getattr(traces[0], f.name) is None
+        else np.concatenate([getattr(t, f.name) for t in traces], axis=1)
+        for f in fields(traces[0])
+    }
+    return type(traces[0])(**merged)
+
+
+def _run(inv, y, *, n_iter, seed, batch_size=16, desc="epochs"):
+    """Scaled sources for (n, n_ch, T) referenced data, in batches."""
+    if y.shape[-1] > WINDOW_THRESHOLD:
+        results = [_solve_long(inv, y[k : k + 1], n_iter=n_iter, seed=seed)
+                   for k in range(len(y))]  # fmt: skip
+        return np.concatenate([r[0] for r in results]), _concat_traces(
+            [r[1] for r in results]
+        )
+    out, traces = [], []
+    bar = _progress(int(np.ceil(len(y) / batch_size)), desc)
+    for b, start in enumerate(range(0, len(y), batch_size)):
+        b_seed = None if seed is None else seed + b
+        x, trace = _solve_batch(inv, y[start : start + batch_size], n_iter=n_iter,
+                                seed=b_seed)  # fmt: skip
+        out.append(x)
+        traces.append(trace)
+        bar.update()
+    bar.close()
+    return np.concatenate(out), _concat_traces(traces)
