@@ -1,27 +1,50 @@
-"""Time apply_mmnet_inverse against MNE's inverse solvers on the same Evoked.
+"""Speed and memory of MM-Net inference against MNE's prepared sLORETA.
 
-Prints and writes benchmarks/results/inverse_speed.md: seconds per evoked for
-T = 64 and T = 500 with MM-Net, ``mne.minimum_norm.apply_inverse`` (prepared
-operator) and ``mne.inverse_sparse.gamma_map``, and their ratios, measured in
-one run on the CPU.
+Prints and writes benchmarks/results/inverse_speed.md, from one run:
+
+* one evoked at T = 64 and T = 500: ``apply_mmnet_inverse`` by name (second
+  call: the model is cached), with a prepared ``make_mmnet_inverse`` object,
+  ``mne.minimum_norm.apply_inverse`` with a prepared sLORETA operator, ratios;
+* 1,000 epochs at T = 64 through ``apply_mmnet_inverse_epochs``: epochs/s,
+  the network's FLOPs per epoch (``torch.utils.flop_counter``), this
+  machine's float32 matmul GFLOP/s measured in the same run, and the
+  fraction of that limit reached;
+* one recording of T = 20,000 samples (windowed): time and peak memory of a
+  fresh process.
+
+    python benchmarks/bench_inverse_speed.py [--model broad] [--device cpu]
 """
 
+import argparse
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import mne
+import numpy as np
 import torch
-from mne.minimum_norm import (
-    apply_inverse,
-    make_inverse_operator,
-    prepare_inverse_operator,
-)
+from mne.minimum_norm import apply_inverse, make_inverse_operator
+from mne.minimum_norm import prepare_inverse_operator
 
 import mne_mmnet
 
 OUT = Path(__file__).parent / "results" / "inverse_speed.md"
+
+_LONG = """
+import resource, time, mne, numpy as np, mne_mmnet
+mne.set_log_level("ERROR")
+fwd = mne_mmnet.read_template_forward()
+rng = np.random.default_rng(0)
+info = mne.create_info(fwd.ch_names, 500.0, "eeg")
+evoked = mne.EvokedArray(1e-6 * rng.standard_normal((90, {n_times})), info)
+evoked.set_eeg_reference("average", projection=True)
+t0 = time.perf_counter()
+mne_mmnet.apply_mmnet_inverse(evoked, fwd, model={model!r}, device={device!r})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(time.perf_counter() - t0, peak)
+"""
 
 
 def _best_of(func, repeat):
@@ -33,60 +56,121 @@ def _best_of(func, repeat):
     return min(times)
 
 
-def _time_one(fwd, net, n_times, sfreq, repeat):
-    sim = mne_mmnet.simulate_sereega(
-        1, seed=1, snr_db=5.0, fwd=fwd, n_times=n_times, sfreq=sfreq
-    )
+def _evoked(fwd, n_times, sfreq, seed=1):
+    sim = mne_mmnet.simulate_broad(1, seed=seed, n_times=n_times, sfreq=sfreq,
+                                   verbose=False)  # fmt: skip
     info = mne.create_info(fwd.ch_names, sfreq, "eeg")
     evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
     evoked.set_montage("colin27_1020")
-    evoked.set_eeg_reference("average", projection=True)
+    return evoked.set_eeg_reference("average", projection=True)
+
+
+def _per_evoked(fwd, model, device, n_times, sfreq, repeat):
+    evoked = _evoked(fwd, n_times, sfreq)
     cov = mne.make_ad_hoc_cov(evoked.info)
     inv = make_inverse_operator(evoked.info, fwd, cov, fixed=True, depth=None)
     inv = prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="sLORETA")
-    mne_mmnet.apply_mmnet_inverse(evoked, fwd, model=net)  # warm up (norm cache)
-    t_mm = _best_of(
-        lambda: mne_mmnet.apply_mmnet_inverse(evoked, fwd, model=net), repeat
+    prepared = mne_mmnet.make_mmnet_inverse(evoked.info, fwd, model, device=device)
+    mne_mmnet.apply_mmnet_inverse(evoked, fwd, model, device=device)  # warm up
+    by_name = _best_of(
+        lambda: mne_mmnet.apply_mmnet_inverse(evoked, fwd, model, device=device),
+        repeat,
     )
-    t_inv = _best_of(
+    with_op = _best_of(lambda: mne_mmnet.apply_mmnet_inverse(evoked, prepared), repeat)
+    slor = _best_of(
         lambda: apply_inverse(evoked, inv, 1 / 9, "sLORETA", prepared=True), repeat
     )
-    t_gm = _best_of(
-        lambda: mne.inverse_sparse.gamma_map(
-            evoked, fwd, cov, alpha=0.2, loose=0.0, depth=None
-        ),
-        1,
-    )
-    return n_times, t_mm, t_inv, t_gm
+    return by_name, with_op, slor
 
 
-def main(model="sereega", repeat=3):
+def _matmul_gflops(n=2048, repeat=5):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = _best_of(lambda: torch.matmul(a, b), repeat)
+    return 2 * n**3 / best / 1e9
+
+
+def _flops_per_epoch(fwd, model, device):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    evoked = _evoked(fwd, 64, 512.0, seed=2)
+    inv = mne_mmnet.make_mmnet_inverse(evoked.info, fwd, model, device=device)
+    with FlopCounterMode(display=False) as counter:
+        mne_mmnet.apply_mmnet_inverse(evoked, inv)
+    return counter.get_total_flops()
+
+
+def _epochs_rate(fwd, model, device, n_epochs=1000, batch_size=50):
+    evoked = _evoked(fwd, 64, 512.0, seed=3)
+    rng = np.random.default_rng(0)
+    data = evoked.data[None] * (1 + 0.1 * rng.standard_normal((n_epochs, 1, 1)))
+    data = data + 0.2 * np.abs(evoked.data).max() * rng.standard_normal(data.shape)
+    epochs = mne.EpochsArray(data, evoked.info, verbose=False)
+    inv = mne_mmnet.make_mmnet_inverse(epochs.info, fwd, model, device=device)
+    t0 = time.perf_counter()
+    mne_mmnet.apply_mmnet_inverse_epochs(epochs, inv, batch_size=batch_size,
+                                         verbose=False)  # fmt: skip
+    return n_epochs / (time.perf_counter() - t0)
+
+
+def _long(model, device, n_times=20_000):
+    code = _LONG.format(n_times=n_times, model=model, device=device)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    seconds, peak_gb = map(float, out.stdout.split()[-2:])
+    return seconds, peak_gb
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=mne_mmnet.pretrained.DEFAULT_MODEL)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--n-epochs", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
     mne.set_log_level("ERROR")
     fwd = mne_mmnet.read_template_forward()
-    net = mne_mmnet.load_model(model, device="cpu")
-    rows = [
-        _time_one(fwd, net, n_times, sfreq, repeat)
-        for n_times, sfreq in ((64, 512.0), (500, 500.0))
-    ]
+    device = torch.device(args.device)
+    rows = [(n, *_per_evoked(fwd, args.model, device, n, sf, args.repeat))
+            for n, sf in ((64, 512.0), (500, 500.0))]  # fmt: skip
+    gflops = _matmul_gflops()
+    flops = _flops_per_epoch(fwd, args.model, device)
+    rate = _epochs_rate(fwd, args.model, device, args.n_epochs)
+    limit = gflops * 1e9 / flops
+    long_s, long_gb = _long(args.model, args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        platform.processor() or platform.machine()
+    )  # fmt: skip
     lines = [
-        "# apply_mmnet_inverse speed (CPU)",
+        "# MM-Net inference speed and memory",
         "",
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, Python {sys.version.split()[0]}; "
-        f"model {model!r}; best of {repeat} (gamma_map: 1 run); one Evoked, "
-        "90 channels.",
+        f"`python benchmarks/bench_inverse_speed.py --model {args.model} --device "
+        f"{args.device}`: {name}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; best of {args.repeat}; 90 channels.",
         "",
-        "| T | MM-Net (s) | sLORETA, prepared (s) | gamma_map (s) "
-        "| MM-Net / sLORETA | MM-Net / gamma_map |",
+        "| T | MM-Net by name (s) | MM-Net prepared (s) | sLORETA prepared (s) "
+        "| by name / sLORETA | by name / prepared |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for n_times, t_mm, t_inv, t_gm in rows:
+    for n, by_name, with_op, slor in rows:
         lines.append(
-            f"| {n_times} | {t_mm:.3f} | {t_inv:.4f} | {t_gm:.3f} | "
-            f"{t_mm / t_inv:.0f}x | {t_mm / t_gm:.2f}x |"
+            f"| {n} | {by_name:.3f} | {with_op:.3f} | {slor:.4f} "
+            f"| {by_name / slor:.0f}x | {by_name / with_op:.2f} |"
         )
+    lines += [
+        "",
+        f"{args.n_epochs} epochs at T = 64 (batches of 50): **{rate:.1f} epochs/s**; "
+        f"the network costs {flops / 1e9:.2f} GFLOP per epoch; float32 matmul "
+        f"here: {gflops:.0f} GFLOP/s, so at most {limit:.1f} epochs/s: "
+        f"**{100 * rate / limit:.0f}% of that limit**.",
+        "",
+        f"One recording of 20,000 samples (windows of 512, 64 overlap): "
+        f"**{long_s:.1f} s, peak memory {long_gb:.2f} GB** (whole process).",
+    ]
     text = "\n".join(lines) + "\n"
-    OUT.write_text(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
     print(text)
 
 

@@ -69,6 +69,20 @@ def add_parser(subparsers):
         "--append", action="store_true",
         help="keep the other rows of an existing results file for the same test set",
     )  # fmt: skip
+    p.add_argument(
+        "--suite", choices=("table1", "generalisation"), default="table1",
+        help="'table1': one test set (--data or --kind); 'generalisation': every "
+        "scenario of mne_mmnet.bench.generalisation.SCENARIOS, -n samples each "
+        "(default 200), written to generalisation.md / .json",
+    )  # fmt: skip
+    p.add_argument(
+        "--scenarios", default=None,
+        help="comma-separated scenarios of the generalisation suite (default all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--model-file", action="append", default=[], metavar="LABEL=PATH",
+        help="also benchmark the MM-Net saved at PATH as row 'MM-Net (LABEL)'",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--list", action="store_true", help="list methods and exit")
     p.set_defaults(func=_run)
@@ -124,6 +138,17 @@ def _run(args):
         except (FileNotFoundError, ValueError) as exc:
             sys.stderr.write(f"{exc}\n")
             return 2
+    for entry in args.model_file:
+        label, sep, path = entry.partition("=")
+        if not sep or not label or not path:
+            sys.stderr.write(f"--model-file must be LABEL=PATH, got {entry!r}.\n")
+            return 2
+        from .methods import _mmnet_factory, register_method
+
+        register_method(
+            f"MM-Net ({label})", _mmnet_factory, overwrite=True, model=path,
+            description=f"MM-Net from {path}",
+        )  # fmt: skip
     registry = list_methods()
     if args.list:
         for name, spec in registry.items():
@@ -143,6 +168,8 @@ def _run(args):
     if args.n_samples is not None and args.n_samples < 1:
         sys.stderr.write("--n-samples must be >= 1.\n")
         return 2
+    if args.suite == "generalisation":
+        return _run_generalisation(args, methods)
     with use_log_level("warning"):
         fwd = read_template_forward()
         adjacency = read_template_adjacency()
@@ -167,6 +194,46 @@ def _run(args):
     )  # fmt: skip
     sys.stdout.write(paths["table"].read_text())
     sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
+    return 0
+
+
+def _run_generalisation(args, methods):
+    import json
+    from pathlib import Path
+
+    from mne.utils import use_log_level
+
+    from .generalisation import format_generalisation, run_generalisation
+
+    scenarios = None
+    if args.scenarios:
+        scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    with use_log_level("warning"):
+        try:
+            results = run_generalisation(
+                methods, n=args.n_samples or 200, scenarios=scenarios,
+                batch_size=args.batch_size, progress=not args.no_progress,
+            )  # fmt: skip
+        except ValueError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or "generalisation"
+    table = format_generalisation(results)
+    command = _command_line()
+    (out / f"{tag}.md").write_text(f"`{command}`\n\n{table}")
+    slim = {
+        k: v if k == "_meta" else {
+            m: {kk: vv for kk, vv in e.items() if kk != "scores"}
+            for m, e in v["methods"].items()
+        }
+        for k, v in results.items()
+    }  # fmt: skip
+    slim["_meta"]["command"] = command
+    (out / f"{tag}.json").write_text(json.dumps(slim, indent=1, default=float) + "\n")
+    sys.stdout.write(table)
+    sys.stdout.write(f"Wrote {out / (tag + '.md')} and {out / (tag + '.json')}\n")
     return 0
 
 

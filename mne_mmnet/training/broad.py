@@ -116,6 +116,9 @@ class _Run:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.prior_optimizer = torch.optim.Adam(
+            model.prior.parameters(), lr=args["prior_lr"]
+        )
         self.progress = dict(step=0, prior_step=0, best_le=float("inf"), best_auc=0.0)
         self.args = args
         self.t0 = time.monotonic()
@@ -143,6 +146,7 @@ class _Run:
                 model_config=self.model.config,
                 model=self.model.state_dict(),
                 optimizer=self.optimizer.state_dict(),
+                prior_optimizer=self.prior_optimizer.state_dict(),
                 progress=dict(self.progress, elapsed=self.elapsed),
                 args=self.args,
             ),
@@ -157,6 +161,7 @@ class _Run:
         ckpt = torch.load(fname, map_location="cpu", weights_only=True)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.prior_optimizer.load_state_dict(ckpt["prior_optimizer"])
         self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
         self.progress.update(ckpt["progress"])
         logger.info(f"Resumed at {self.progress}")
@@ -249,6 +254,7 @@ def train_broad(
     out_dir,
     *,
     minutes,
+    max_steps=None,
     seed=0,
     batch_size=8,
     lr=1e-4,
@@ -266,7 +272,8 @@ def train_broad(
 ):
     """Train (or resume) the generalist model; see the module docstring.
 
-    ``minutes`` bounds this call's wall time; the run resumes from
+    ``minutes`` bounds this call's wall time (``max_steps`` the bilevel
+    steps); the run resumes from
     ``out_dir/checkpoint.pt`` when present. ``init_from`` (a model) seeds the
     weights of a new run (its prior; its curvature too when configured
     alike). Returns the path of ``model_best.pt``.
@@ -300,8 +307,7 @@ def train_broad(
     ]
     deadline = time.monotonic() + 60 * minutes
     last_ckpt = time.monotonic()
-    prior_opt = torch.optim.Adam(model.prior.parameters(), lr=prior_lr)
-    gen = torch.Generator().manual_seed(seed)
+    prior_opt = run.prior_optimizer
     bar = tqdm(desc="prior", total=prior_steps, initial=run.progress["prior_step"],
                disable=not progress)  # fmt: skip
     while run.progress["prior_step"] < prior_steps and time.monotonic() < deadline:
@@ -310,6 +316,9 @@ def train_broad(
             dtype=dtype, device=device,
         )  # fmt: skip
         prior_opt.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(
+            seed * 1_000_003 + run.progress["prior_step"]
+        )
         loss = _prior_step(run, batch, gen)
         if _finite_update(model.prior.parameters()):
             prior_opt.step()
@@ -325,6 +334,8 @@ def train_broad(
         run.save()
     bar = tqdm(desc="bilevel", initial=run.progress["step"], disable=not progress)
     while time.monotonic() < deadline and run.progress["prior_step"] >= prior_steps:
+        if max_steps is not None and run.progress["step"] >= max_steps:
+            break
         batch = draw_batch(
             seed, run.progress["step"], batch_size, ranges=ranges, dtype=dtype,
             device=device,

@@ -1,0 +1,111 @@
+"""Prepared inverses, caches shared by threads, long recordings, epoch checks."""
+
+import threading
+
+import mne
+import numpy as np
+import pytest
+
+from mne_mmnet import (
+    TEMPLATE_CH_NAMES,
+    apply_mmnet_inverse,
+    apply_mmnet_inverse_epochs,
+    make_mmnet_inverse,
+    read_template_forward,
+)
+from mne_mmnet.inverse import _operator, _run
+from mne_mmnet.simulation import simulate_broad
+
+
+@pytest.fixture(scope="module")
+def fwd():
+    return read_template_forward(verbose=False)
+
+
+def _evoked(n_times=40, seed=0, sfreq=256.0):
+    sim = simulate_broad(1, seed=seed, n_times=n_times, sfreq=sfreq, verbose=False)
+    info = mne.create_info(list(TEMPLATE_CH_NAMES), sfreq, "eeg")
+    ev = mne.EvokedArray(sim.eeg[0].astype(float), info, tmin=-0.05)
+    return ev.set_eeg_reference("average", projection=True, verbose=False)
+
+
+def test_prepared_inverse_equals_one_line_call(fwd):
+    evoked = _evoked()
+    inv = make_mmnet_inverse(evoked.info, fwd, "sereega", device="cpu")
+    assert "sereega" in repr(inv) and inv.ch_names == evoked.ch_names
+    a = apply_mmnet_inverse(evoked, inv)
+    b = apply_mmnet_inverse(evoked, fwd, "sereega", device="cpu")
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-6, atol=1e-6 * abs(b.data).max())
+    with pytest.raises(ValueError, match="prepared inverse for model 'sereega'"):
+        apply_mmnet_inverse(evoked, inv, model="nmm")
+    other = evoked.copy()
+    other.info["bads"] = [other.ch_names[3]]
+    with pytest.raises(ValueError, match="make a new one"):
+        apply_mmnet_inverse(other, inv)
+
+
+def test_threads_share_one_freshly_loaded_model(fwd):
+    _operator._MODELS.clear()  # fresh: the first calls race to load it
+    evoked = _evoked(n_times=24)
+    results, errors = [None] * 8, []
+
+    def work(k):
+        try:
+            stc = apply_mmnet_inverse(evoked, fwd, "nmm", device="cpu", verbose=False)
+            results[k] = stc.data
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for data in results[1:]:
+        np.testing.assert_array_equal(data, results[0])
+    assert len([k for k in _operator._MODELS if k[1] == "nmm"]) == 1
+
+
+def test_windowed_long_solve_matches_whole(fwd, monkeypatch):
+    """Where both fit, overlapping windows agree with the whole-window solve."""
+    evoked = _evoked(n_times=600, seed=4, sfreq=500.0)
+    whole = apply_mmnet_inverse(evoked, fwd, model=None, n_iter=5, device="cpu")
+    monkeypatch.setattr(_run, "WINDOW_THRESHOLD", 256)
+    monkeypatch.setattr(_run, "WINDOW", 256)
+    monkeypatch.setattr(_run, "OVERLAP", 32)
+    windowed = apply_mmnet_inverse(evoked, fwd, model=None, n_iter=5, device="cpu")
+    assert windowed.data.shape == whole.data.shape
+    a, b = whole.data.ravel(), windowed.data.ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+    t_peak = np.abs(whole.data).max(0).argmax()
+    assert (
+        np.abs(windowed.data[:, t_peak]).argmax()
+        == np.abs(whole.data[:, t_peak]).argmax()
+    )
+    weights = _run._crossfade(600, _run._windows(600))
+    np.testing.assert_allclose(weights.sum(0), 1.0)
+
+
+def test_bad_epoch_reported_before_any_solve(fwd, monkeypatch):
+    evoked = _evoked(n_times=20)
+    data = np.repeat(evoked.data[None], 6, axis=0)
+    data[4, 7, 3] = np.nan
+    epochs = mne.EpochsArray(data, evoked.info, tmin=-0.05, verbose=False)
+    calls = []
+    monkeypatch.setattr(_run, "_solve_batch", lambda *a, **k: calls.append(1))
+    with pytest.raises(ValueError, match=r"epochs\[4\] contains NaN"):
+        apply_mmnet_inverse_epochs(epochs, fwd, model=None, batch_size=2)
+    assert not calls
+
+
+def test_any_finite_amplitude_gives_the_scaled_result(fwd):
+    evoked = _evoked(n_times=8)
+    ref = apply_mmnet_inverse(evoked, fwd, model=None, n_iter=3, device="cpu")
+    for factor in (1e-13, 1e18):
+        scaled = evoked.copy()
+        scaled.data *= factor
+        with pytest.warns(RuntimeWarning, match="check the units"):
+            stc = apply_mmnet_inverse(scaled, fwd, model=None, n_iter=3, device="cpu")
+        atol = 1e-6 * factor * abs(ref.data).max()
+        np.testing.assert_allclose(stc.data, factor * ref.data, rtol=1e-4, atol=atol)
