@@ -25,8 +25,11 @@ from pathlib import Path
 import mne
 import numpy as np
 import torch
-from mne.minimum_norm import apply_inverse, make_inverse_operator
-from mne.minimum_norm import prepare_inverse_operator
+from mne.minimum_norm import (
+    apply_inverse,
+    make_inverse_operator,
+    prepare_inverse_operator,
+)
 
 import mne_mmnet
 
