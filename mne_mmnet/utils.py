@@ -1,6 +1,5 @@
 """Small shared helpers: versions, devices, dtypes and random seeds."""
 
-import hashlib
 import platform
 import sys
 
@@ -114,9 +113,7 @@ def _torch_generator(seed, device="cpu"):
 
 
 def _sha256(fname):
-    """Hex sha256 digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(fname, "rb") as fid:
-        for block in iter(lambda: fid.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 digest of a file (pooch's file_hash)."""
+    import pooch
+
+    return pooch.file_hash(str(fname), alg="sha256")

@@ -345,9 +345,15 @@ def test_make_fsaverage5_subjects_dir(tmp_path):
     labels = read_template_labels()
     np.testing.assert_allclose(rr[labels[0].vertices] * 1e-3, labels[0].pos, atol=1e-6)
     assert (tmp_path / "fsaverage" / "bem" / "fsaverage-head.fif").is_file()
+    # a second call reuses the complete subject; a foreign folder is refused
+    stamp = (surf / "lh.white").stat().st_mtime_ns
+    assert make_fsaverage5_subjects_dir(tmp_path) == tmp_path.resolve()
+    assert (surf / "lh.white").stat().st_mtime_ns == stamp
+    (surf / "lh.sulc").unlink()
     with pytest.raises(FileExistsError, match="overwrite"):
         make_fsaverage5_subjects_dir(tmp_path)
     make_fsaverage5_subjects_dir(tmp_path, overwrite=True)
+    assert (surf / "lh.sulc").is_file()
 
 
 def test_parcellation_is_seeded():

@@ -109,3 +109,41 @@ def test_any_finite_amplitude_gives_the_scaled_result(fwd):
             stc = apply_mmnet_inverse(scaled, fwd, model=None, n_iter=3, device="cpu")
         atol = 1e-6 * factor * abs(ref.data).max()
         np.testing.assert_allclose(stc.data, factor * ref.data, rtol=1e-4, atol=atol)
+
+
+def test_names_matched_ignoring_case_and_edf_style(fwd):
+    from mne.utils import catch_logging
+
+    evoked = _evoked(n_times=16)
+    ref = apply_mmnet_inverse(evoked, fwd, model=None, n_iter=2, device="cpu")
+    for rename in (str.upper, lambda n: f"EEG {n}-REF"):
+        other = evoked.copy().rename_channels(rename)
+        with catch_logging() as log:
+            stc = apply_mmnet_inverse(
+                other, fwd, model=None, n_iter=2, device="cpu", verbose=True
+            )
+            text = log.getvalue()
+        assert "Matched" in text
+        assert f"{rename('Fp1')} -> Fp1" in text and f"{rename('Cz')} -> Cz" in text
+        np.testing.assert_allclose(stc.data, ref.data, rtol=1e-6)
+    with pytest.raises(ValueError, match="Rename them to their 10-20 names"):
+        bad = evoked.copy().rename_channels({"Cz": "XYZ"})
+        apply_mmnet_inverse(bad, fwd, model=None, device="cpu")
+
+
+def test_name_matched_electrode_at_another_place_is_refused(fwd):
+    """A BioSemi A1 (vertex) must not be taken for the template's earlobe A1."""
+    evoked = _evoked(n_times=16)
+    montage = mne.channels.make_standard_montage("colin27_1020")
+    pos = montage.get_positions()
+    ch_pos = dict(pos["ch_pos"])
+    ch_pos["A1"] = ch_pos["Cz"] + np.array([0.0, 0.0, 0.005])  # on the vertex
+    evoked.set_montage(mne.channels.make_dig_montage(
+        ch_pos={k: v for k, v in ch_pos.items() if k in evoked.ch_names},
+        nasion=pos["nasion"], lpa=pos["lpa"], rpa=pos["rpa"],
+        coord_frame=pos["coord_frame"],
+    ))  # fmt: skip
+    with pytest.raises(ValueError, match=r"A1 \(.* cm from A1\)"):
+        apply_mmnet_inverse(evoked, fwd, model=None, device="cpu")
+    evoked.info["bads"] = ["A1"]  # the advice works
+    apply_mmnet_inverse(evoked, fwd, model=None, n_iter=1, device="cpu")

@@ -72,6 +72,15 @@ def _read_fsaverage5_morph(kind, hemi):
     return values.astype(np.float32)
 
 
+def _is_complete(subject_dir):
+    names = [
+        f"surf/{h}.{k}" for h in ("lh", "rh") for k in (*_MESH_FILES, "sphere.reg")
+    ]
+    names += [f"surf/{h}.{k}" for h in ("lh", "rh") for k in _MORPH_FILES]
+    names += ["bem/fsaverage-head.fif", "bem/fsaverage-trans.fif"]
+    return all((subject_dir / name).is_file() for name in names)
+
+
 @verbose
 def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None):
     """Write a minimal FreeSurfer ``fsaverage`` subject with fsaverage5 meshes.
@@ -89,7 +98,9 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     subjects_dir : path-like
         Folder in which to create the ``fsaverage`` subject. Created if needed.
     overwrite : bool
-        If False (default) and ``subjects_dir/fsaverage`` already exists, raise.
+        Rewrite the files even if a complete subject made by this function is
+        already there (by default it is reused; an incomplete or foreign
+        ``fsaverage`` folder raises).
     %(verbose)s
 
     Returns
@@ -100,7 +111,8 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     Raises
     ------
     FileExistsError
-        If ``subjects_dir/fsaverage`` exists and ``overwrite`` is False.
+        If ``subjects_dir/fsaverage`` exists without the files this function
+        writes and ``overwrite`` is False (it is not overwritten silently).
     ImportError
         If nilearn is not installed.
 
@@ -120,9 +132,13 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     subjects_dir = Path(subjects_dir).expanduser().resolve()
     subject_dir = subjects_dir / "fsaverage"
     if subject_dir.exists() and not overwrite:
+        if _is_complete(subject_dir):
+            logger.info(f"Using the fsaverage5 subject already in {subject_dir}")
+            return subjects_dir
         raise FileExistsError(
-            f"{subject_dir} already exists; pass overwrite=True to replace its "
-            "surface files."
+            f"{subject_dir} already exists but is not a complete subject written "
+            "by make_fsaverage5_subjects_dir; pass overwrite=True to replace its "
+            "surface files, or use another subjects_dir."
         )
     surf_dir = subject_dir / "surf"
     bem_dir = subject_dir / "bem"

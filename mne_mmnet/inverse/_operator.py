@@ -11,12 +11,18 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from mne import Forward
 from mne.utils import _validate_type, logger, verbose
 
 from .._docs import fill_doc
 from ..pretrained import _MODEL_NAMES, DEFAULT_MODEL
 from ..utils import _get_device
-from ._prepare import _pick_eeg, _prepare_leadfield, _reference_projector
+from ._prepare import (
+    _match_channels,
+    _pick_eeg,
+    _prepare_leadfield,
+    _reference_projector,
+)
 
 _MODELS = {}
 _MODELS_LOCK = threading.Lock()
@@ -176,7 +182,9 @@ def _make_operator(info, fwd, model, device, *, name):
     device = _get_device(device)
     _, ch_names = _pick_eeg(info, name)
     proj, reference = _reference_projector(info, ch_names, name)
-    gain, vertices, subject = _prepare_leadfield(fwd, ch_names)
+    _validate_type(fwd, Forward, "fwd", "mne.Forward or MMNetInverse")
+    rows = _match_channels(info, ch_names, fwd, name)
+    gain, vertices, subject = _prepare_leadfield(fwd, rows)
     net = _resolve_model(model, device)
     if net is not None and (net.bound is None or not net.safeguard):
         logger.info(

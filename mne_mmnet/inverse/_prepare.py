@@ -7,10 +7,8 @@ once, with an error that says what was found and what to do.
 from functools import cache
 
 import numpy as np
-from mne import Forward
-from mne._fiff.constants import FIFF
-from mne._fiff.pick import pick_types
-from mne._fiff.proj import make_projector
+from mne import Forward, pick_types
+from mne.io.constants import FIFF
 from mne.utils import _validate_type, logger
 
 from ..forward import read_template_labels
@@ -95,7 +93,7 @@ def _reference_projector(info, ch_names, name, *, quiet=False):
     ]
     proj = np.eye(n)
     if other:
-        proj, n_proj, _ = make_projector(other, ch_names)
+        proj, n_proj = _ssp_projector(other, ch_names)
         log(f"    Applying {n_proj} EEG projection vector(s) to data and fwd")
     has_avg_proj = any(p["desc"] == "Average EEG reference" for p in info["projs"])
     if has_avg_proj:
@@ -114,6 +112,101 @@ def _reference_projector(info, ch_names, name, *, quiet=False):
     return average @ proj, reference
 
 
+def _ssp_projector(projs, ch_names):
+    """``I - U U'`` with ``U`` an orthonormal basis of the SSP vectors on ch_names.
+
+    What ``mne.io.Projection`` application does (MNE's own helper is private).
+    """
+    index = {name: k for k, name in enumerate(ch_names)}
+    vectors = []
+    for p in projs:
+        cols = p["data"]["col_names"]
+        for row in np.atleast_2d(p["data"]["data"]):
+            v = np.zeros(len(ch_names))
+            for name, value in zip(cols, row):
+                if name in index:
+                    v[index[name]] = value
+            if np.linalg.norm(v) > 0:
+                vectors.append(v / np.linalg.norm(v))
+    if not vectors:
+        return np.eye(len(ch_names)), 0
+    u, s, _ = np.linalg.svd(np.array(vectors).T, full_matrices=False)
+    u = u[:, s > s.max() * 1e-10]
+    return np.eye(len(ch_names)) - u @ u.T, u.shape[1]
+
+
+#: old 10-20 names and their positions' current names
+_ALIASES = {"t3": "t7", "t4": "t8", "t5": "p7", "t6": "p8"}
+#: reference suffixes of EDF-style labels ("EEG Fp1-REF")
+_SUFFIXES = ("-ref", "-le", "-re", "-avg", "-a1", "-a2", "-m1", "-m2", "-cz")
+#: largest distance between a data electrode and the template electrode it is
+#: matched to by name (m)
+MAX_POSITION_ERROR = 0.03
+
+
+def _canonical(name):
+    key = name.strip().casefold()
+    if key.startswith("eeg "):
+        key = key[4:].strip()
+    for suffix in _SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[: -len(suffix)]
+            break
+    return _ALIASES.get(key, key)
+
+
+def _channel_position(info, name):
+    loc = info["chs"][info["ch_names"].index(name)]["loc"][:3]
+    if not np.isfinite(loc).all() or not np.any(loc):
+        return None
+    return np.asarray(loc, float)
+
+
+def _match_channels(info, ch_names, fwd, name):
+    """Forward row for each data channel: exact, then case/alias/EDF-style.
+
+    Where the data carry electrode positions, a channel matched by name must
+    lie within 3 cm of the forward's electrode of that name.
+    """
+    rows = list(fwd["sol"]["row_names"])
+    by_key = {}
+    for row in rows:
+        by_key.setdefault(_canonical(row), row)
+    matched, renamed, missing, misplaced = [], [], [], []
+    for ch in ch_names:
+        row = ch if ch in rows else by_key.get(_canonical(ch))
+        if row is None:
+            missing.append(ch)
+            continue
+        if row != ch:
+            renamed.append(f"{ch} -> {row}")
+        mine, theirs = _channel_position(info, ch), _channel_position(fwd["info"], row)
+        if mine is not None and theirs is not None:
+            dist = float(np.linalg.norm(mine - theirs))
+            if dist > MAX_POSITION_ERROR:
+                misplaced.append(f"{ch} ({100 * dist:.1f} cm from {row})")
+        matched.append(row)
+    if renamed:
+        logger.info(f"    Matched {len(renamed)} channel name(s): {', '.join(renamed)}")
+    if misplaced:
+        raise ValueError(
+            f"{len(misplaced)} channel(s) of {name} match template names but not "
+            f"template positions: {', '.join(misplaced[:8])}. The names mean "
+            "other electrodes here (e.g. a BioSemi A1 is not the earlobe A1): "
+            "rename the channels to their 10-20 names or mark them as bad."
+        )
+    if missing:
+        raise ValueError(
+            f"{len(missing)} good EEG channel(s) of {name} are not in fwd, even "
+            f"ignoring case, 'EEG ' prefixes and '-REF' suffixes: "
+            f"{', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}. "
+            "Rename them to their 10-20 names (raw.rename_channels), or mark them "
+            "as bad (info['bads']) to use the other channels; the template has "
+            "the 90 positions in mne_mmnet.forward.TEMPLATE_CH_NAMES."
+        )
+    return matched
+
+
 def _prepare_leadfield(fwd, ch_names):
     """Template-region leadfield rows for ``ch_names`` and the stc layout.
 
@@ -128,13 +221,8 @@ def _prepare_leadfield(fwd, ch_names):
             "mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)."
         )
     missing = [ch for ch in ch_names if ch not in fwd["sol"]["row_names"]]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} good EEG channel(s) of the data are not in fwd: "
-            f"{', '.join(missing)}. Mark them as bad (evoked.info['bads']) or drop "
-            "them; MM-Net supports any subset of the template's 90 channels "
-            "(mne_mmnet.forward.TEMPLATE_CH_NAMES)."
-        )
+    if missing:  # names come from _match_channels: this is a programming error
+        raise ValueError(f"Channels {missing} are not in fwd.")
     rows = [fwd["sol"]["row_names"].index(ch) for ch in ch_names]
     gain = np.asarray(fwd["sol"]["data"], np.float64)[rows]
     if not np.isfinite(gain).all():
