@@ -145,6 +145,7 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
     expected = registry[fname]
     shipped = _SHIPPED_DIR / fname
     if shipped.is_file() and not force_update:
+        _check_card(name, expected)
         if _sha256(shipped) != expected:
             raise ValueError(
                 f"The shipped model file {shipped} does not match its registered "
@@ -153,15 +154,17 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
             )
         logger.debug(f"Using the shipped model {shipped}")
         return shipped
+    _check_card(name, expected)
     cache = _cache_dir(path)
     target = cache / fname
-    if force_update and target.exists():
-        target.unlink()
+    # with force_update, download next to the cached copy and replace it only
+    # once the new file is verified: a failing server keeps the good copy
+    download_dir = cache / ".update" if force_update and target.exists() else cache
     base_url = os.environ.get(_URL_ENV, _DEFAULT_URL)
     if not base_url.endswith("/"):
         base_url += "/"
     fetcher = pooch.create(
-        path=cache,
+        path=download_dir,
         base_url=base_url,
         registry={fname: f"sha256:{expected}"},
         retry_if_failed=1,
@@ -176,11 +179,32 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
             f"mne-mmnet {__version__}, or upgrade mne-mmnet. Details: {exc}"
         ) from None
     except Exception as exc:  # network errors from requests / urllib
+        kept = f" The cached copy {target} was kept." if target.exists() else ""
         raise RuntimeError(
             f"Could not download {fname} from {base_url}: {exc}. If you are "
-            f"offline, copy the file into {cache} or set {_URL_ENV}."
+            f"offline, copy the file into {cache} or set {_URL_ENV}.{kept}"
         ) from exc
+    finally:
+        if download_dir != cache and not any(download_dir.glob("*.pt")):
+            shutil.rmtree(download_dir, ignore_errors=True)
+    if download_dir != cache:
+        os.replace(out, target)
+        shutil.rmtree(download_dir, ignore_errors=True)
+        out = target
     return Path(out)
+
+
+def _check_card(name, expected):
+    """Check that a shipped model card names the registered sha256."""
+    card = _SHIPPED_DIR / f"{name}.json"
+    if not card.is_file():
+        return
+    recorded = json.loads(card.read_text()).get("sha256")
+    if recorded != expected:
+        raise ValueError(
+            f"The model card {card} records sha256 {recorded}, the registry "
+            f"{expected}: the installation is inconsistent; reinstall mne-mmnet."
+        )
 
 
 def _json_clean(obj, name):
@@ -303,6 +327,7 @@ def load_model(model, *, device=None, verbose=None):
             )
         hint = "Re-save it with mne_mmnet.pretrained.save_model."
     content = _read_model_file(fname, hint)
+    _check_weights(content, fname, hint)
     try:
         net = build_model(content["config"])
         net.load_state_dict(content["state_dict"], strict=True)
@@ -313,6 +338,43 @@ def load_model(model, *, device=None, verbose=None):
     net.metadata = content.get("metadata", {})
     logger.info(f"Loaded MM-Net from {fname}")
     return net.to(device).eval()
+
+
+#: largest weight magnitude accepted (trained weights are O(1))
+_MAX_WEIGHT = 1e4
+
+
+def _check_weights(content, fname, hint):
+    """Shapes against the config (built on the meta device: no memory), values."""
+    state = content.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{fname} holds no state dict. {hint}")
+    try:
+        with torch.device("meta"):
+            expected = build_model(content["config"]).state_dict()
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{fname} has an invalid config: {exc}. {hint}") from None
+    wrong = [
+        f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} expected"
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    missing = sorted(set(expected) - set(state))
+    if wrong or missing:
+        found = "; ".join(wrong[:3] + [f"missing {missing[:3]}"] * bool(missing))
+        raise ValueError(
+            f"The weights in {fname} do not match their config: {found}. {hint}"
+        )
+    for key, value in state.items():
+        if not torch.is_floating_point(value):
+            continue
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{fname} has NaN or inf weights in {key!r}. {hint}")
+        if value.numel() and float(value.abs().max()) > _MAX_WEIGHT:
+            raise ValueError(
+                f"{fname} has implausible weights in {key!r} (|w| up to "
+                f"{float(value.abs().max()):.3g}): the file is corrupt. {hint}"
+            )
 
 
 def _install_shipped_model(src, name, *, data_dirs=()):

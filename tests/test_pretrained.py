@@ -226,3 +226,61 @@ def test_shipped_models_are_registered_and_load():
         )
         differ = {k for k in card["config"] if card["config"][k] != twin["config"][k]}
         assert differ <= {"bound", "safeguard"}
+
+
+def _saved(tmp_path, name="m.pt"):
+    config = dict(
+        prior=dict(n_sources=12, hidden=[4]),
+        curvature=dict(n_sources=12, embed=4, hidden=4),
+    )
+    model = MMNet.from_config(config)
+    return save_model(model, tmp_path / name), model
+
+
+def test_corrupt_or_oversized_weights_are_refused_before_use(tmp_path):
+    fname, model = _saved(tmp_path)
+    content = torch.load(fname, weights_only=True)
+    bad = dict(content, state_dict=dict(content["state_dict"]))
+    key = next(iter(bad["state_dict"]))
+    bad["state_dict"][key] = torch.full_like(bad["state_dict"][key], float("nan"))
+    torch.save(bad, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match="NaN or inf weights"):
+        load_model(tmp_path / "nan.pt", device="cpu")
+    bad["state_dict"][key] = torch.full_like(bad["state_dict"][key], 3e30)
+    torch.save(bad, tmp_path / "huge.pt")
+    with pytest.raises(ValueError, match="implausible weights"):
+        load_model(tmp_path / "huge.pt", device="cpu")
+    # a config asking for a huge layer is checked on the meta device: the
+    # error comes at once, without allocating the layer
+    huge = dict(content, config=dict(content["config"]))
+    huge["config"]["prior"] = dict(huge["config"]["prior"], n_sources=10**6)
+    torch.save(huge, tmp_path / "shape.pt")
+    with pytest.raises(ValueError, match="do not match their config"):
+        load_model(tmp_path / "shape.pt", device="cpu")
+
+
+def test_force_update_keeps_the_cached_copy_when_the_server_fails(
+    tmp_path, monkeypatch
+):
+    registry = pretrained._read_registry()
+    cached = tmp_path / "cache" / "nmm.pt"
+    cached.parent.mkdir()
+    cached.write_bytes((pretrained._SHIPPED_DIR / "nmm.pt").read_bytes())
+    monkeypatch.setenv("MNE_MMNET_MODELS_URL", "http://127.0.0.1:9/")  # refused
+    with pytest.raises(RuntimeError, match="was kept"):
+        fetch_model("nmm", path=tmp_path / "cache", force_update=True)
+    assert pretrained._sha256(cached) == registry["nmm.pt"]
+
+
+def test_model_card_with_wrong_sha256_is_noticed(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    shipped = tmp_path / "models"
+    shutil.copytree(pretrained._SHIPPED_DIR, shipped)
+    card = json.loads((shipped / "nmm.json").read_text())
+    card["sha256"] = "0" * 64
+    (shipped / "nmm.json").write_text(json.dumps(card))
+    monkeypatch.setattr(pretrained, "_SHIPPED_DIR", shipped)
+    with pytest.raises(ValueError, match="model card"):
+        fetch_model("nmm")
