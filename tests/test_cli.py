@@ -1,5 +1,7 @@
 """The mne-mmnet command line: dispatch, demo and invert end to end."""
 
+import re
+
 import matplotlib
 import mne
 import numpy as np
@@ -65,3 +67,63 @@ def test_demo_runs(tmp_path, capsys, model):
     image = matplotlib.image.imread(tmp_path / "demo.png")
     # a real figure, not a blank canvas
     assert image.shape[0] > 300 and image[..., :3].std() > 0.05
+
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "mne_mmnet", *args], capture_output=True, text=True,
+        cwd=cwd, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_conditions(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    fwd = read_template_forward(verbose=False)
+    sim = simulate_sereega(2, seed=3, snr_db=10.0, fwd=fwd, verbose=False)
+    info = mne.create_info(list(TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
+    evokeds = []
+    for k in range(2):
+        ev = mne.EvokedArray(sim.eeg[k].astype(float), info, comment="same")
+        evokeds.append(ev.set_eeg_reference("average", projection=True, verbose=False))
+    mne.write_evokeds(tmp / "same-ave.fif", evokeds, verbose=False)
+    evokeds[1].data[5, 3] = np.nan
+    mne.write_evokeds(tmp / "nan-ave.fif", evokeds, verbose=False)
+    raw = mne.io.RawArray(sim.eeg[0].astype(float), info, verbose=False)
+    raw.save(tmp / "rec_raw.fif", verbose=False)
+    (tmp / "notes.txt").write_text("not EEG")
+    return tmp
+
+
+def test_invert_cli_bad_inputs_exit_non_zero_with_one_line(two_conditions):
+    tmp = two_conditions
+    base = ["invert", "--model", "classical", "--n-iter", "1", "--device", "cpu"]
+    cases = {
+        "missing.fif": "no file",
+        "notes.txt": "not a FIF file",
+        "rec_raw.fif": "holds no Evoked data",
+        "nan-ave.fif": r"condition 1 .* NaN or inf values in 1 EEG channel",
+    }
+    for name, message in cases.items():
+        out = tmp / f"out-{name}"
+        res = _cli(*base, str(tmp / name), "--out", str(out / "s"), cwd=tmp)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in res.stderr
+        assert re.search(message, lines[0]), lines[0]  # the channel, not all 90
+        assert not list(out.parent.glob(f"out-{name}/*.stc"))  # nothing written
+
+
+def test_invert_cli_unique_names_and_no_silent_overwrite(two_conditions):
+    tmp = two_conditions
+    args = ["invert", str(tmp / "same-ave.fif"), "--out", str(tmp / "o" / "s"),
+            "--model", "classical", "--n-iter", "1", "--device", "cpu"]  # fmt: skip
+    assert _cli(*args, cwd=tmp).returncode == 0
+    assert (tmp / "o" / "s-same-lh.stc").exists()
+    assert (tmp / "o" / "s-same-1-lh.stc").exists()  # two conditions, two files
+    again = _cli(*args, cwd=tmp)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert _cli(*args, "--overwrite", cwd=tmp).returncode == 0
