@@ -36,7 +36,7 @@ test: lint
 	$(PY) -m pytest tests
 
 test-all: lint
-	$(PY) -m pytest tests -m "slow or not slow"
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests -m "slow or not slow"
 
 bench: $(STAMP)
 	$(PY) -m mne_mmnet benchmark

@@ -29,3 +29,20 @@ def make_sphere_forward(n_sources, sfreq=256.0, seed=0):
         fwd, force_fixed=True, surf_ori=True, use_cps=False, verbose=False
     )
     return fwd, info, nn
+
+
+def _hypothesis_profiles():
+    """A few-second profile for `make test`, a longer one for `make test-all`."""
+    import os
+
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the test extra brings it
+        return
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("default", max_examples=20, **common)
+    settings.register_profile("long", max_examples=300, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+_hypothesis_profiles()
