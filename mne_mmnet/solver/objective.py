@@ -171,9 +171,11 @@ def energy(x, y, L, *, prior=None, lam=1.0):
     (:func:`normalize_sources`); since ``S_C(x, .) = S_C(x_unit, .)`` this is
     the paper's ``1 - S_C(x, Phi(x))`` wherever ``x`` has unit RMS, and it
     makes the whole energy invariant to the scale of ``x``. The solver keeps
-    its iterates at unit RMS, so it minimises exactly the paper's energy at
-    every iterate, while the autoencoder always sees inputs on the scale it
-    was trained on and the iterate cannot drift in scale.
+    its iterates at unit RMS, where this energy has the paper's value; its
+    gradient is not eq. (8)'s (the rescaling adds a term, about 0.7 % of the
+    gradient's norm at unit RMS): the solver minimises this scale-invariant
+    variant, the autoencoder always sees inputs on the scale it was trained
+    on and the iterate cannot drift in scale.
 
     References
     ----------

@@ -129,15 +129,18 @@ def solve_mm(
     evaluated on the unit-RMS rescaling, see
     :func:`mne_mmnet.solver.energy`), so iterates are
     renormalised to unit RMS after every step without changing the energy:
-    the descent check and the certified bound both refer to that energy.
-    With ``bound='analytic'`` and no learned curvature, ``p = nu_up`` is the
-    classical MM step with the majorant of Proposition 1. Every step is
-    checked: a step that would increase the energy is rejected for that sample
-    and its multiplier halved (restored by doubling after accepted steps), so
-    the energy never increases. The one exception is a ``model`` whose
-    ``safeguard`` attribute is False (an R-MM-Net trained without it, such as
-    the pretrained ``"sereega-unprojected"``): its steps are all taken, and
-    the trace counts the ones that increased the energy.
+    the descent check and the bounds both refer to that energy. With
+    ``bound='analytic'`` and no learned curvature, ``p = nu_up`` is the
+    classical step with the (pointwise) bound of Proposition 1. Every step is
+    labelled certified, checked or rejected (see
+    :attr:`MMTrace.step_labels`): a step that would increase the energy is
+    rejected for that sample and its multiplier halved (restored by doubling
+    after accepted steps), so the energy never increases; only steps under a
+    majorant valid on their whole segment count as certified. The one
+    exception is a ``model`` whose ``safeguard`` attribute is False (an
+    R-MM-Net trained without it, such as the pretrained
+    ``"sereega-unprojected"``): its steps are all taken, and the trace counts
+    the ones that increased the energy.
 
     References
     ----------
