@@ -74,7 +74,9 @@ def plot_source_estimate(
     **kwargs
         Further arguments of :meth:`mne.SourceEstimate.plot` (``clim``,
         ``colormap``, ``time_viewer``, ``size``, ``initial_time``,
-        ``brain_kwargs``...), except ``subject`` and ``subjects_dir``.
+        ``brain_kwargs``...), except ``subject`` and ``subjects_dir``. By
+        default ``initial_time`` is the time of the largest ``|stc|`` and a
+        split view is 1000 x 450 pixels.
 
     Returns
     -------
@@ -154,6 +156,14 @@ def plot_source_estimate(
     else:
         _validate_type(subjects_dir, "path-like", "subjects_dir")
         subjects_dir = Path(subjects_dir).expanduser()
+    # the time of the largest activity, not the first sample (often an empty
+    # pre-stimulus brain); a wide canvas so that split views show both
+    # hemispheres whole
+    kwargs.setdefault(
+        "initial_time", float(stc.times[np.abs(stc.data).max(0).argmax()])
+    )
+    if hemi == "split":
+        kwargs.setdefault("size", (1000, 450))
     plot_kwargs = dict(
         subject=_SUBJECT,
         subjects_dir=subjects_dir,

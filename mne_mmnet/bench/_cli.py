@@ -220,9 +220,7 @@ def _run_generalisation(args, methods):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or "generalisation"
-    table = format_generalisation(results)
     command = _command_line()
-    (out / f"{tag}.md").write_text(f"`{command}`\n\n{table}")
     slim = {
         k: v if k == "_meta" else {
             m: {kk: vv for kk, vv in e.items() if kk != "scores"}
@@ -231,7 +229,29 @@ def _run_generalisation(args, methods):
         for k, v in results.items()
     }  # fmt: skip
     slim["_meta"]["command"] = command
-    (out / f"{tag}.json").write_text(json.dumps(slim, indent=1, default=float) + "\n")
+    fname = out / f"{tag}.json"
+    if args.append and fname.is_file():  # rows of earlier runs on the same sets
+        old = json.loads(fname.read_text())
+        same = {k: old["_meta"][k] for k in ("n", "seed")} == {
+            k: slim["_meta"][k] for k in ("n", "seed")
+        }
+        if not same:
+            sys.stderr.write(f"{fname} holds another test set; not appended.\n")
+            return 2
+        for scen, rows in slim.items():
+            if scen != "_meta":
+                old.setdefault(scen, {}).update(rows)
+        old["_meta"]["scenarios"].update(slim["_meta"]["scenarios"])
+        old["_meta"].setdefault("commands", [old["_meta"].get("command")])
+        old["_meta"]["commands"].append(command)
+        slim = old
+    table = format_generalisation(
+        {k: v if k == "_meta" else {"methods": v} for k, v in slim.items()}
+    )
+    commands = slim["_meta"].get("commands", [command])
+    head = "\n".join(f"`{c}`" for c in commands if c)
+    (out / f"{tag}.md").write_text(f"{head}\n\n{table}")
+    fname.write_text(json.dumps(slim, indent=1, default=float) + "\n")
     sys.stdout.write(table)
     sys.stdout.write(f"Wrote {out / (tag + '.md')} and {out / (tag + '.json')}\n")
     return 0
