@@ -20,9 +20,9 @@ def add_parser(subparsers):
     parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument(
         "--model",
-        default="sereega",
+        default=None,
         help="pretrained model name or path, or 'classical' for the untrained "
-        "hand-crafted MM solver (default: sereega)",
+        "hand-crafted MM solver (default: the package's default model)",
     )
     parser.add_argument("--snr", type=float, default=5.0, help="sensor SNR in dB")
     parser.add_argument("--seed", type=int, default=42, help="simulation seed")
@@ -41,7 +41,7 @@ def _run(args):
     from .forward import read_template_adjacency, read_template_forward
     from .inverse import apply_mmnet_inverse
     from .metrics import evaluate, summarize
-    from .pretrained import shipped_models
+    from .pretrained import _MODEL_NAMES, DEFAULT_MODEL, shipped_models
     from .simulation import simulate_sereega
     from .viz import plot_source_comparison
 
@@ -50,8 +50,8 @@ def _run(args):
     out.mkdir(parents=True, exist_ok=True)
     fwd = read_template_forward()
     adjacency = read_template_adjacency()
-    model = None if args.model == "classical" else args.model
-    if model in ("sereega", "nmm") and model not in shipped_models():
+    model = {"classical": None, None: DEFAULT_MODEL}.get(args.model, args.model)
+    if model in _MODEL_NAMES and model not in shipped_models():
         print(
             f"Pretrained model {model!r} is not available offline in this build; "
             "running the untrained hand-crafted MM solver instead."
@@ -66,10 +66,10 @@ def _run(args):
     stc = apply_mmnet_inverse(evoked, fwd, model=model)
     sloreta = make_minimum_norm_solver(fwd, "sLORETA")
     est_sloreta = sloreta(sim.eeg, sfreq=sim.sfreq)
-    label = "MM-Net" if model is not None else "MM (classical)"
+    label = f"MM-Net ({model})" if model is not None else "MM (classical)"
     rows = {label: stc.data[np.newaxis], "sLORETA": est_sloreta}
     print(f"Simulated one extended source at {args.snr:g} dB SNR (seed {args.seed}).")
-    print(f"{'method':<16}{'LE (mm)':>9}{'AUC':>7}{'nMSE':>8}{'PSNR':>7}{'TE (ms)':>9}")
+    print(f"{'method':<22}{'LE (mm)':>9}{'AUC':>7}{'nMSE':>8}{'PSNR':>7}{'TE (ms)':>9}")
     for name, est in rows.items():
         res = summarize(
             evaluate(
@@ -83,7 +83,7 @@ def _run(args):
             )
         )
         print(
-            f"{name:<16}{res['localization_error']:>9.1f}{res['auc']:>7.3f}"
+            f"{name:<22}{res['localization_error']:>9.1f}{res['auc']:>7.3f}"
             f"{res['nmse']:>8.3f}{res['psnr']:>7.1f}{res['time_error']:>9.1f}"
         )
     fig = plot_source_comparison(

@@ -102,7 +102,8 @@ def plot_source_comparison(
     -------
     fig : matplotlib.figure.Figure
         Rows: top, left and right views of ``|x|`` normalised at the mapped
-        time, then each method's time course at its strongest source.
+        time, then every panel's time course (nA·m) at one region, the
+        strongest of the ground truth (or of the first estimate).
     """
     import matplotlib.pyplot as plt
 
@@ -116,6 +117,9 @@ def plot_source_comparison(
     first = next(iter(maps.values()))
     if time_index is None:
         time_index = int(np.argmax(np.abs(first).max(axis=0)))
+    # every time course shows the same region: the strongest of the first map
+    # (the ground truth when given)
+    region = int(np.argmax(np.abs(first).max(axis=1)))
     pos = _as_numpy(positions) * 1e3
     left = pos[:, 0] < 0
     views = (
@@ -164,10 +168,11 @@ def plot_source_comparison(
                     va="center",
                 )
         ax = axes[3, ci]
-        peak = int(np.argmax(np.abs(data).max(axis=1)))
-        ax.plot(times, data[peak], color="k")
+        ax.plot(times, 1e9 * data[region], color="k")
         ax.axvline(times[time_index], color="r", lw=0.8, ls="--")
-        ax.set(xlabel="time (ms)", title=f"region {peak}")
+        ax.set(xlabel="time (ms)", title=f"region {region}")
+        if ci == 0:
+            ax.set_ylabel("amplitude (nA·m)")
     fig.colorbar(sc, ax=axes[:3, -1], shrink=0.6, label="|x| / max")
     if show:
         plt.show()

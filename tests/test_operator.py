@@ -147,3 +147,26 @@ def test_name_matched_electrode_at_another_place_is_refused(fwd):
         apply_mmnet_inverse(evoked, fwd, model=None, device="cpu")
     evoked.info["bads"] = ["A1"]  # the advice works
     apply_mmnet_inverse(evoked, fwd, model=None, n_iter=1, device="cpu")
+
+
+def test_every_way_of_running_a_model_agrees(fwd):
+    """apply_mmnet_inverse, a prepared inverse, solve_mm(model=) and the
+    benchmark's factory run a shipped model with the same settings."""
+    from mne_mmnet import load_model, solve_mm
+    from mne_mmnet.bench import make_method
+    from mne_mmnet.inverse._run import _restore_scale
+
+    evoked = _evoked(n_times=32, seed=9)
+    ref = apply_mmnet_inverse(evoked, fwd, "nmm", device="cpu").data
+    inv = make_mmnet_inverse(evoked.info, fwd, "nmm", device="cpu")
+    prepared = apply_mmnet_inverse(evoked, inv).data
+    y = evoked.copy().apply_proj().data
+    y = y - y.mean(0)
+    L = fwd["sol"]["data"] - fwd["sol"]["data"].mean(0)
+    x = solve_mm(y / np.linalg.norm(y), L, model=load_model("nmm", device="cpu"),
+                 device="cpu")  # fmt: skip
+    direct = _restore_scale(np.asarray(x, float)[None], L, y[None])[0]
+    bench = make_method("MM-Net (nmm)", fwd)(evoked.copy().apply_proj().data[None])[0]
+    scale = np.abs(ref).max()
+    for other in (prepared, direct, bench):
+        np.testing.assert_allclose(other, ref, rtol=1e-4, atol=1e-6 * scale)
