@@ -188,6 +188,43 @@ def test_vertex_level_forward_is_summed(fwd, sim):
     )
 
 
+def _vertex_forward(fwd, keep=None, subject=None):
+    membership = _region_membership()
+    counts = np.asarray(membership.sum(axis=0)).ravel()
+    gain = (membership @ (fwd["sol"]["data"] / counts).T).T
+    keep = np.ones(20484, bool) if keep is None else keep
+    fwd_v = fwd.copy()
+    fwd_v["sol"] = dict(fwd["sol"], data=gain[:, keep])
+    fwd_v["nsource"] = int(keep.sum())
+    for h, s in enumerate(fwd_v["src"]):
+        kept = np.flatnonzero(keep[h * 10242 : (h + 1) * 10242])
+        s["vertno"] = kept
+        s["nuse"] = len(kept)
+        s["inuse"] = np.zeros(10242, int)
+        s["inuse"][kept] = 1
+        if subject is not None:
+            s["subject_his_id"] = subject
+    return fwd_v
+
+
+def test_forward_with_dropped_vertices_and_morphed_subject(fwd, sim):
+    """Dropped vertices are made up by scaling; a morphed subject keeps its name."""
+    membership = _region_membership().tocsc()
+    rng = np.random.default_rng(0)
+    keep = rng.random(20484) > 0.15  # drop ~15%, as mindist does
+    first = membership.indices[membership.indptr[:-1]]  # one vertex per region
+    keep[first] = True
+    evoked = _evoked(sim)
+    ref = apply_mmnet_inverse(evoked, fwd, **FAST)
+    stc = apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep, "sub-01"), **FAST)
+    np.testing.assert_allclose(stc.data, ref.data, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref.data).max())  # fmt: skip
+    assert stc.subject == "sub-01"
+    keep[membership.indices[membership.indptr[5] : membership.indptr[6]]] = False
+    with pytest.raises(ValueError, match="dropped every vertex of 1 template region"):
+        apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep), **FAST)
+
+
 def test_expand_to_vertices(fwd, sim):
     stc = apply_mmnet_inverse(_evoked(sim), fwd, **FAST)
     full = expand_to_vertices(stc)

@@ -34,9 +34,11 @@ evoked.set_eeg_reference("average", projection=True)
 evoked.plot_joint(times="peaks")
 
 # %%
-# Invert with the pretrained ``sereega`` model. The result is an
+# Invert with the default model (``"broad"``, trained on the broad simulator:
+# either polarity, several sources, any SNR, rate and window, perturbed head
+# models). The result is an
 # :class:`mne.SourceEstimate` with one row per template region.
-stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd, model="sereega")
+stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd)
 print(stc)
 
 # %%

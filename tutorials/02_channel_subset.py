@@ -31,7 +31,7 @@ evoked.set_eeg_reference("average", projection=True)
 print(f"{len(evoked.ch_names)} channels, {len(evoked.info['bads'])} bad")
 
 # %%
-stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd, model="sereega")
+stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd)
 seed = sim.seeds[0, 0]
 t_peak = np.abs(sim.sources[0, seed]).argmax()
 peak = np.abs(stc.data[:, t_peak]).argmax()

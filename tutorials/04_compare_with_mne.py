@@ -59,7 +59,7 @@ for method in ("MNE", "dSPM", "sLORETA"):
     estimates[method] = np.stack([stc.data for stc in stcs])
 epochs = mne.EpochsArray(sim.eeg.astype(float), info, tmin=0.0)
 epochs.set_eeg_reference("average", projection=True)
-stcs = mne_mmnet.apply_mmnet_inverse_epochs(epochs, fwd, model="sereega")
+stcs = mne_mmnet.apply_mmnet_inverse_epochs(epochs, fwd)
 estimates["MM-Net"] = np.stack([stc.data for stc in stcs])
 
 # %%

@@ -247,22 +247,54 @@ def _prepare_leadfield(fwd, ch_names):
     ):
         return gain, vertices, subject
     if len(vertices) == 2 and all(
-        s["np"] >= _N_FSAVERAGE5 and np.array_equal(v, np.arange(_N_FSAVERAGE5))
+        s["np"] >= _N_FSAVERAGE5 and len(v) and v.max() < _N_FSAVERAGE5
         for s, v in zip(src, vertices)
     ):
-        logger.info(
-            "    Summing the vertex-level fsaverage5/ico-5 forward over the "
-            f"{N_REGIONS} template regions"
+        return (
+            _sum_vertex_forward(gain, vertices, subject),
+            template,
+            subject or ("fsaverage"),
         )
-        return gain @ _region_membership(), template, subject or "fsaverage"
     raise ValueError(
         f"fwd has {n_src} sources in {len(vertices)} source space(s); MM-Net "
         f"needs the fsaverage template layout: either the {N_REGIONS}-region "
         "template (mne_mmnet.read_template_forward()) or a fixed-orientation "
-        "fsaverage forward using all 10,242 vertices of each hemisphere of an "
-        "ico-5 source space (mne.setup_source_space('fsaverage', 'ico5')). "
-        "For another subject, morph or compute on fsaverage."
+        "forward on an ico-5 source space (vertex numbers below 10,242 in each "
+        "hemisphere: mne.setup_source_space('fsaverage', 'ico5'), or that source "
+        "space morphed to a subject with mne.morph_source_spaces)."
     )
+
+
+def _sum_vertex_forward(gain, vertices, subject):
+    """Sum a vertex-level ico-5 forward over the template regions.
+
+    Vertices the forward dropped (e.g. too close to the inner skull) are made
+    up for by scaling each region's sum by (vertices in the region) / (kept
+    ones); a region with no vertex left cannot be estimated and is refused.
+    """
+    membership = _region_membership()
+    rows = np.r_[vertices[0], vertices[1] + _N_FSAVERAGE5]
+    kept = membership[rows]
+    n_kept = np.asarray(kept.sum(axis=0)).ravel()
+    n_all = np.asarray(membership.sum(axis=0)).ravel()
+    lost = np.flatnonzero(n_kept == 0)
+    if lost.size:
+        labels = read_template_labels(verbose=False)
+        names = ", ".join(labels[k].name for k in lost[:5])
+        raise ValueError(
+            f"fwd dropped every vertex of {lost.size} template region(s) ({names}"
+            f"{', ...' if lost.size > 5 else ''}): they cannot be estimated. Build "
+            "the forward with mindist=0 (or a smaller mindist) so that each region "
+            "keeps at least one vertex."
+        )
+    who = "fsaverage" if subject in (None, "fsaverage") else f"subject {subject!r}"
+    missing = 2 * _N_FSAVERAGE5 - len(rows)
+    logger.info(
+        f"    Summing the vertex-level ico-5 forward of {who} over the {N_REGIONS} "
+        "template regions"
+        + (f" ({missing} dropped vertices made up by scaling)" if missing else "")
+    )
+    return (gain @ kept) * (n_all / n_kept)
 
 
 def _template_vertices():
