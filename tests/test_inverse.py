@@ -123,11 +123,14 @@ def test_bads_are_left_out(fwd, sim):
 
 def test_epochs(fwd, sim):
     info = mne.create_info(list(TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
-    epochs = mne.EpochsArray(sim.eeg.astype(float), info, tmin=0.0, verbose=False)
+    epochs = mne.EpochsArray(sim.eeg.astype(float), info, tmin=-0.03, verbose=False)
     epochs.set_montage("colin27_1020")
     epochs.set_eeg_reference("average", projection=True, verbose=False)
     stcs = apply_mmnet_inverse_epochs(epochs, fwd, **FAST)
     assert len(stcs) == len(sim.eeg)
+    for stc in stcs:  # MNE's conventions, from the epochs themselves
+        assert np.isclose(stc.tmin, epochs.times[0]) and epochs.times[0] < 0
+        assert np.isclose(stc.tstep, 1 / sim.sfreq)
     errors = [_peak_error_mm(stc, sim, k, fwd) for k, stc in enumerate(stcs)]
     assert np.median(errors) < 30.0, errors
     # identical to applying each epoch as an Evoked (the solver starts from
@@ -146,8 +149,40 @@ def test_epochs(fwd, sim):
     with pytest.raises(ValueError, match=r"epochs\[2\] contains NaN"):
         apply_mmnet_inverse_epochs(bad, fwd, **FAST)
     gen = apply_mmnet_inverse_epochs(epochs, fwd, **FAST, return_generator=True)
-    assert not isinstance(gen, list)
-    assert next(gen).data.shape == stcs[0].data.shape
+    import types
+
+    assert isinstance(gen, types.GeneratorType)
+    first = next(gen)
+    np.testing.assert_allclose(first.data, stcs[0].data, rtol=1e-6)
+
+
+def test_ssp_projector_acts_on_data_and_leadfield(fwd, sim):
+    """An SSP projector is applied to the leadfield too, as MNE does."""
+    evoked = _evoked(sim)
+    rng = np.random.default_rng(3)
+    vec = rng.standard_normal(len(evoked.ch_names))
+    vec -= vec.mean()
+    vec /= np.linalg.norm(vec)
+    proj = mne.Projection(
+        data=dict(nrow=1, ncol=len(vec), row_names=None, col_names=evoked.ch_names,
+                  data=vec[None]),
+        desc="test SSP", kind=1, active=False, explained_var=None,
+    )  # fmt: skip
+    with_ssp = evoked.copy().add_proj([proj])
+    stc = apply_mmnet_inverse(with_ssp, fwd, **FAST)
+    # by hand: project the data and the leadfield rows alike, then invert
+    P = np.eye(len(vec)) - np.outer(vec, vec)
+    manual = fwd.copy()
+    manual["sol"] = dict(fwd["sol"], data=P @ fwd["sol"]["data"])
+    plain = evoked.copy()
+    plain.data = P @ plain.data
+    ref = apply_mmnet_inverse(plain, manual, **FAST)
+    np.testing.assert_allclose(stc.data, ref.data, rtol=1e-4,
+                               atol=1e-5 * np.abs(ref.data).max())  # fmt: skip
+    ignored = apply_mmnet_inverse(evoked, fwd, **FAST)  # without the projector
+    diff = np.linalg.norm(stc.data - ignored.data) / np.linalg.norm(ignored.data)
+    assert diff > 1e-2
+    assert with_ssp.info["projs"][-1]["active"] is False  # input untouched
 
 
 def test_stc_round_trip(fwd, sim, tmp_path):
