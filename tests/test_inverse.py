@@ -301,6 +301,16 @@ def test_expand_to_vertices(fwd, sim):
         (lambda ev, fwd: (_constant(ev), fwd), ValueError, "identical on every"),
         (lambda ev, fwd: (_with_inf(ev), fwd), ValueError, "NaN or inf"),
         (lambda ev, fwd: (_csd(ev), fwd), ValueError, "current source density"),
+        (
+            lambda ev, fwd: (
+                ev.copy().set_channel_types(
+                    {c: "csd" for c in ev.ch_names}, on_unit_change="ignore"
+                ),
+                fwd,
+            ),
+            ValueError,
+            "current source density",
+        ),
         (lambda ev, fwd: (ev, _free(fwd)), ValueError, "fixed source orientation"),
         (lambda ev, fwd: (ev, _fewer_sources(fwd)), ValueError, "994-region"),
     ],
