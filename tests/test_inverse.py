@@ -303,8 +303,8 @@ def test_expand_to_vertices(fwd, sim):
         (lambda ev, fwd: (_csd(ev), fwd), ValueError, "current source density"),
         (
             lambda ev, fwd: (
-                ev.copy().set_channel_types(
-                    {c: "csd" for c in ev.ch_names}, on_unit_change="ignore"
+                mne.EvokedArray(
+                    ev.data, mne.create_info(ev.ch_names, ev.info["sfreq"], "csd")
                 ),
                 fwd,
             ),
