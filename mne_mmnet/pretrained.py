@@ -34,7 +34,7 @@ _REGISTRY_NAME = "registry.txt"
 # "broad": the generalist default, trained on the broad simulator
 _MODEL_NAMES = ("broad", "sereega", "nmm", "sereega-unprojected", "nmm-unprojected")
 #: the model used when none is named
-DEFAULT_MODEL = "sereega"
+DEFAULT_MODEL = "broad"
 # Placeholder: no release hosts the weights yet. Set MNE_MMNET_MODELS_URL to a
 # directory URL (ending in "/") that serves "<name>.pt" files.
 _DEFAULT_URL = "https://github.com/mne-tools/mne-mmnet/releases/download/models-v1/"
@@ -70,8 +70,8 @@ def shipped_models():
     Returns
     -------
     names : list of str
-        The named models (among ``"sereega"``, ``"nmm"``) whose weights are in
-        the package and registered, so that they load offline.
+        The named models whose weights are in the package and registered, so
+        that they load offline.
     """
     registry = _read_registry()
     return [
@@ -95,7 +95,8 @@ def fetch_model(name, *, path=None, force_update=False, verbose=None):
     Parameters
     ----------
     name : str
-        One of ``"sereega"`` (trained on SEREEGA-like extended sources, 64
+        One of ``"broad"`` (the default: trained on the broad simulator for
+        any recording), ``"sereega"`` (trained on SEREEGA-like extended sources, 64
         samples) or ``"nmm"`` (neural mass model spikes), or their R-MM-Net
         ablations ``"sereega-unprojected"`` / ``"nmm-unprojected"`` (trained
         and run without projection or descent safeguard).

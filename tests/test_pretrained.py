@@ -205,7 +205,7 @@ def test_shipped_models_are_registered_and_load():
     from mne_mmnet.utils import _sha256
 
     assert shipped_models() == [
-        "sereega", "nmm", "sereega-unprojected", "nmm-unprojected"
+        "broad", "sereega", "nmm", "sereega-unprojected", "nmm-unprojected"
     ]  # fmt: skip
     for name in shipped_models():
         card = json.loads((_SHIPPED_DIR / f"{name}.json").read_text())

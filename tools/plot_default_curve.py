@@ -54,9 +54,10 @@ def main():
     ax_auc.axhline(auc_ref, color="k", ls="--")
     ax_auc.set(xlabel="training time (min)", ylabel="validation AUC")
     ax_le.legend()
+    total = meta.get("total_steps", meta["progress"]["step"])
     fig.suptitle(
-        f"{card['name']}: broad validation mix ({len(history)} checks, "
-        f"{meta['progress']['step']} steps)"
+        f"{card['name']}: broad validation mix ({len(history)} checks, {total} "
+        f"steps; shipped: step {meta['progress']['step']})"
     )
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(opts.out, dpi=100)
