@@ -8,7 +8,7 @@ from .._docs import fill_doc
 from ..pretrained import _MODEL_NAMES, DEFAULT_MODEL
 from ._operator import MMNetInverse, _make_operator
 from ._prepare import _check_values
-from ._run import _run
+from ._run import CLASSICAL_SETTINGS, _run  # noqa: F401 (re-exported)
 
 #: names accepted by ``model=`` besides a path or a module (the pretrained
 #: models); ``None`` is the hand-crafted (untrained) MM solver
@@ -157,14 +157,6 @@ def _referenced(data, inv, name):
             "volts). The estimate scales linearly with the data."
         )
     return y
-
-
-#: settings of the hand-crafted solver (``model=None``): the data term alone
-#: with the analytic bound, from the sLORETA estimate, directional steps;
-#: the best of the classical settings in the benchmark (see its README table)
-CLASSICAL_SETTINGS = dict(
-    n_iter=10, bound="analytic", step="directional", init="sloreta", gamma=None
-)
 
 
 @verbose
