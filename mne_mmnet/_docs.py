@@ -29,10 +29,6 @@ docdict["n_iter"] = """n_iter : int | None
     Number of MM iterations (1 to 10,000); ``None`` uses the model's own
     setting (10 for the shipped models)."""
 
-docdict["metric_pair"] = """estimate, ground_truth : array-like
-    Estimated and true sources, shape (n_samples, n_sources, n_times); numpy
-    arrays, torch tensors or (lists of) :class:`mne.SourceEstimate`."""
-
 
 def _indent(text, indent):
     lines = text.splitlines()

@@ -2,6 +2,7 @@
 
 import mne
 import numpy as np
+import pytest
 
 
 def make_sphere_forward(n_sources, sfreq=256.0, seed=0):
@@ -46,3 +47,14 @@ def _hypothesis_profiles():
 
 
 _hypothesis_profiles()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny batched LAPACK calls run far faster on one thread."""
+    import torch
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)

@@ -14,12 +14,7 @@ from mne_mmnet.solver.segment import segment_curvature
 N_CH, N_SRC, N_T = 12, 30, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problems(seed, n, *, with_prior, odd=False):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from mne.utils import logger
 
+from ._data import _average_reference
 from .loop import default_config, meta_gradient_step
 from .losses import meta_loss
 
@@ -36,10 +37,6 @@ BROAD_BATCHES = dict(
 _CHECKPOINT = "checkpoint.pt"
 _LOG = "train_log.jsonl"
 _VAL_SEED_OFFSET = 7_919
-
-
-def _average_reference(t, dim):
-    return t - t.mean(dim=dim, keepdim=True)
 
 
 def draw_batch(
