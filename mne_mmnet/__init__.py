@@ -4,7 +4,7 @@ The public API, by task:
 
 - head model: :func:`read_template_forward`, :func:`read_template_labels`,
   :func:`read_template_adjacency`, :func:`make_template_forward`,
-  :func:`make_fsaverage5_subjects_dir`;
+  :func:`make_cap_forward` (your own EEG cap), :func:`make_fsaverage5_subjects_dir`;
 - inverse: :func:`apply_mmnet_inverse`, :func:`apply_mmnet_inverse_epochs`,
   :func:`make_mmnet_inverse` (prepared once, applied many times),
   :func:`solve_mm` (arrays in, arrays out);
@@ -17,29 +17,40 @@ The public API, by task:
   :mod:`mne_mmnet.viz`.
 """
 
+import lazy_loader as _lazy
+
 from ._version import __version__
-from .forward import (
-    TEMPLATE_CH_NAMES,
-    make_fsaverage5_subjects_dir,
-    make_template_forward,
-    read_template_adjacency,
-    read_template_forward,
-    read_template_labels,
-)
-from .inverse import (
-    MMNetInverse,
-    apply_mmnet_inverse,
-    apply_mmnet_inverse_epochs,
-    expand_to_vertices,
-    make_mmnet_inverse,
-)
-from .networks import MMNet
-from .pretrained import fetch_model, load_model, save_model
-from .simulation import load_simulation, simulate_nmm, simulate_sereega
-from .solver import solve_mm
-from .training import train
-from .utils import sys_info
-from .viz_3d import plot_source_estimate
+
+# MNE's lazy loading: a submodule (and torch, for the solver, networks and
+# models) is imported on first use, so reading the template forward or
+# computing metrics does not import torch.
+__getattr__, __dir__, _ = _lazy.attach(
+    __name__,
+    submodules=[
+        "architectures", "baselines", "bench", "forward", "inverse",
+        "learned_baselines", "metrics", "networks", "pretrained", "simulation",
+        "solver", "training", "utils", "viz", "viz_3d",
+    ],
+    submod_attrs={
+        "forward": [
+            "TEMPLATE_CH_NAMES", "make_cap_forward",
+            "make_fsaverage5_subjects_dir", "make_template_forward",
+            "read_template_adjacency", "read_template_forward",
+            "read_template_labels",
+        ],
+        "inverse": [
+            "MMNetInverse", "apply_mmnet_inverse", "apply_mmnet_inverse_epochs",
+            "expand_to_vertices", "make_mmnet_inverse",
+        ],
+        "networks": ["MMNet"],
+        "pretrained": ["fetch_model", "load_model", "save_model"],
+        "simulation": ["load_simulation", "simulate_nmm", "simulate_sereega"],
+        "solver": ["solve_mm"],
+        "training": ["train"],
+        "utils": ["sys_info"],
+        "viz_3d": ["plot_source_estimate"],
+    },
+)  # fmt: skip
 
 __all__ = [
     "MMNet",
@@ -52,6 +63,7 @@ __all__ = [
     "fetch_model",
     "load_model",
     "load_simulation",
+    "make_cap_forward",
     "make_fsaverage5_subjects_dir",
     "make_mmnet_inverse",
     "make_template_forward",

@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from mne.utils import _validate_type, get_config, logger, verbose
+from mne.utils import _check_option, _validate_type, get_config, logger, verbose
 
 from ._version import __version__
-from .networks.base import LearnedSolver, build_model
+from .architectures import build_model
+from .networks.base import LearnedSolver
 from .utils import _get_device, _sha256
 
 _FORMAT = "mne-mmnet-model"
@@ -216,7 +217,9 @@ def _json_clean(obj, name):
 
 
 @verbose
-def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
+def save_model(
+    model, fname, *, metadata=None, overwrite=False, weights_dtype=None, verbose=None
+):
     """Save an MM-Net (config, metadata and weights) without pickled objects.
 
     Parameters
@@ -232,6 +235,10 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
         arguments, validation scores).
     overwrite : bool
         Replace an existing file.
+    weights_dtype : None | "float16"
+        ``"float16"`` stores the floating-point weights in half precision
+        (half the file size; they are rounded once, and the loaded model runs
+        in the precision it is moved to). ``None`` keeps their dtype.
     %(verbose)s
 
     Returns
@@ -240,6 +247,7 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
         The file written.
     """
     _validate_type(model, LearnedSolver, "model", "MMNet or another LearnedSolver")
+    _check_option("weights_dtype", weights_dtype, (None, "float16"))
     _validate_type(fname, "path-like", "fname")
     _validate_type(metadata, (dict, None), "metadata")
     fname = Path(fname).expanduser()
@@ -251,7 +259,9 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
         package_version=__version__,
         config=_json_clean(model.config, "model.config"),
         metadata=_json_clean(metadata or {}, "metadata"),
-        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        state_dict={
+            k: _stored(v, weights_dtype) for k, v in model.state_dict().items()
+        },
     )
     fname.parent.mkdir(parents=True, exist_ok=True)
     tmp = fname.with_name(f".{fname.name}.{os.getpid()}.tmp")
@@ -263,6 +273,13 @@ def save_model(model, fname, *, metadata=None, overwrite=False, verbose=None):
             tmp.unlink()
     logger.info(f"Saved {type(model).__name__} weights to {fname}")
     return fname
+
+
+def _stored(tensor, weights_dtype):
+    tensor = tensor.detach().cpu().clone()
+    if weights_dtype == "float16" and torch.is_floating_point(tensor):
+        return tensor.to(torch.float16)
+    return tensor
 
 
 def _read_model_file(fname, hint):

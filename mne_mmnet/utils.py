@@ -4,12 +4,15 @@ import platform
 import sys
 
 import numpy as np
-import torch
 from mne.utils import _validate_type
 
 from ._version import __version__
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+def _dtypes():
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}
 
 
 def sys_info(fid=None):
@@ -21,6 +24,8 @@ def sys_info(fid=None):
         Where to write; ``None`` writes to :data:`sys.stdout`.
     """
     import importlib
+
+    import torch
 
     fid = sys.stdout if fid is None else fid
     lines = [
@@ -60,6 +65,8 @@ def _get_device(device):
     ``None`` picks CUDA when available and the CPU otherwise. Asking for CUDA on
     a machine without it raises a ValueError that says what to do.
     """
+    import torch
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _validate_type(device, (str, torch.device), "device")
@@ -86,6 +93,9 @@ def _get_device(device):
 
 def _get_dtype(dtype):
     """Map 'float32' / 'float64' / torch dtype to a torch floating dtype."""
+    import torch
+
+    _DTYPES = _dtypes()
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
             raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
@@ -98,6 +108,8 @@ def _get_dtype(dtype):
 
 def _torch_generator(seed, device="cpu"):
     """Return a torch.Generator seeded from ``seed`` (int, None or Generator)."""
+    import torch
+
     if isinstance(seed, torch.Generator):
         return seed
     if seed is None:

@@ -164,3 +164,36 @@ def test_cli_end_to_end(tmp_path):
         assert 0 <= metrics["auc"] <= 1 and metrics["localization_error"] >= 0
     table = (tmp_path / "table_tiny.md").read_text()
     assert "| sLORETA |" in table and "(14.82)" in table
+
+
+def test_generalisation_cli_writes_each_scenario(tmp_path, monkeypatch):
+    """Results are rewritten after every scenario; --append merges methods."""
+    from mne_mmnet.bench import _cli, generalisation
+
+    argv = ["--suite", "generalisation", "-n", "4", "--methods", "sLORETA",
+            "--scenarios", "paper,negative", "--out", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    real = generalisation.run_generalisation
+
+    def fail_on_second(methods, *, scenarios, **kwargs):
+        if scenarios == ["negative"]:
+            raise RuntimeError("killed")
+        return real(methods, scenarios=scenarios, **kwargs)
+
+    monkeypatch.setattr(generalisation, "run_generalisation", fail_on_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        _cli.main(argv)
+    record = json.loads((tmp_path / "generalisation.json").read_text())
+    assert set(record) == {"_meta", "paper"}  # the finished scenario was kept
+    monkeypatch.setattr(generalisation, "run_generalisation", real)
+    assert _cli.main(argv) == 0
+    argv[5] = "MNE"
+    assert _cli.main([*argv, "--append"]) == 0
+    record = json.loads((tmp_path / "generalisation.json").read_text())
+    assert set(record) == {"_meta", "paper", "negative"}
+    assert set(record["negative"]) == {"sLORETA", "MNE"}
+    table = (tmp_path / "generalisation.md").read_text()
+    assert table.count("| negative | ") == 2
+    le = record["paper"]["sLORETA"]["metrics"]["global_localization_error"]
+    assert f"| paper | sLORETA | {le:.2f} | 1.00 |" in table
+    assert _cli.main([*argv[:6], "--scenarios", "nowhere", "--out", str(tmp_path)]) == 2

@@ -296,7 +296,11 @@ def test_expand_to_vertices(fwd, sim):
             ValueError,
             f"at least {MIN_CHANNELS}",
         ),
-        (lambda ev, fwd: (_rename(ev), fwd), ValueError, "not in fwd.*XX1"),
+        (
+            lambda ev, fwd: (_rename(ev), fwd),
+            ValueError,
+            r"not in fwd.*XX1.*make_cap_forward\(inst\.info\)",
+        ),
         (lambda ev, fwd: (_scaled(ev, 0.0), fwd), ValueError, "all zero"),
         (lambda ev, fwd: (_constant(ev), fwd), ValueError, "identical on every"),
         (lambda ev, fwd: (_with_inf(ev), fwd), ValueError, "NaN or inf"),

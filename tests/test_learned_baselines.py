@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_sphere_forward
 
+from mne_mmnet.architectures import build_model
 from mne_mmnet.learned_baselines import (
     LEARNED_BASELINES,
     EUnet,
@@ -15,7 +16,6 @@ from mne_mmnet.learned_baselines import (
     baseline_config,
 )
 from mne_mmnet.learned_baselines.embedding import _scaled_problem, log_cosh
-from mne_mmnet.networks.base import build_model
 from mne_mmnet.solver import energy, normalize_sources
 from mne_mmnet.training.loop import meta_gradient_step
 from mne_mmnet.training.losses import meta_loss

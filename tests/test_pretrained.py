@@ -100,6 +100,25 @@ def test_save_load_by_path_and_module(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
+def test_half_precision_weights(tmp_path):
+    """float16 storage: half the bytes, weights rounded once, float32 model."""
+    model = _model()
+    full = save_model(model, tmp_path / "full.pt")
+    half = save_model(model, tmp_path / "half.pt", weights_dtype="float16")
+
+    def tensor_bytes(fname):
+        state = torch.load(fname, weights_only=True)["state_dict"]
+        return sum(v.numel() * v.element_size() for v in state.values())
+
+    assert 2 * tensor_bytes(half) == tensor_bytes(full)
+    loaded = load_model(half, device="cpu")
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, name
+        torch.testing.assert_close(b, a.half().to(a.dtype), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_model(model, tmp_path / "x.pt", weights_dtype="int8")
+
+
 class _Sneaky:
     """Unpickling this would create a marker file (must never happen)."""
 
@@ -200,7 +219,7 @@ def test_shipped_models_are_registered_and_load():
     """Both default models ship in the package, match the registry, load."""
     import json
 
-    from mne_mmnet.networks.base import build_model
+    from mne_mmnet.architectures import build_model
     from mne_mmnet.pretrained import _SHIPPED_DIR, shipped_models
     from mne_mmnet.utils import _sha256
 

@@ -323,3 +323,30 @@ def test_template_localisation_better_than_chance(template):
     # where the diagonal analytic step barely leaves the start (median 62 mm),
     # against 76 mm between random regions on average
     assert np.median(errors(step="directional")) < 0.04 < dist.mean()
+
+
+def test_prior_start_is_the_prior_at_the_sloreta_estimate():
+    """init='prior': Phi(x_s / rms(x_s)), through every entry point."""
+    from mne_mmnet.networks import MMNet
+    from mne_mmnet.solver import initial_estimate
+
+    torch.manual_seed(0)
+    n_ch, n_src, n_t = 7, 20, 12
+    L = torch.randn(n_ch, n_src, dtype=torch.float64)
+    L = L - L.mean(0)
+    y = torch.randn(2, n_ch, n_t, dtype=torch.float64)
+    y = y - y.mean(1, keepdim=True)
+    prior = SoftReLUAutoencoder(n_src, hidden=(9, 5), odd=True).double()
+    x_s = initial_estimate(y, L, init="sloreta")
+    expected = prior(normalize_sources(x_s))
+    got = initial_estimate(y, L, init="prior", prior=prior)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(normalize_sources(got), normalize_sources(x_s))
+    with pytest.raises(ValueError, match="needs the prior"):
+        initial_estimate(y, L, init="prior")
+    model = MMNet(prior, None, init="prior", n_iter=3).double()
+    torch.testing.assert_close(model.initial_estimate(y, L), expected)
+    assert MMNet.from_config(model.config).init == "prior"
+    # solve_mm with the model starts there too: zero iterations return it
+    x = solve_mm(y, L, model=model, n_iter=0, dtype="float64")
+    torch.testing.assert_close(x, normalize_sources(expected))

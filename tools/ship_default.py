@@ -6,7 +6,7 @@ Copies RUN/model_best.pt into the package with the whole validation history
 of the run (every check, also those after the selected one), the total
 number of steps and minutes, registers its sha256 and writes the model card.
 Also writes a weights-only snapshot of the run in progress (RUN/checkpoint.pt
-without optimiser state, < 20 MB) to checkpoints/broad-last.pt
+without optimiser state, float16 weights, < 20 MB) to checkpoints/broad-last.pt
 unless --no-snapshot, so that training continues on another machine with
 ``tools/train_default.py --init-from``.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mne_mmnet.networks.base import build_model
+from mne_mmnet.architectures import build_model
 from mne_mmnet.pretrained import (
     _SHIPPED_DIR,
     _install_shipped_model,
@@ -45,8 +45,11 @@ def main():
     meta["total_steps"] = bilevel[-1]["step"] if bilevel else 0
     meta["total_minutes"] = round(log[-1]["time"] / 60, 1)
     meta["selected_step"] = meta["progress"]["step"]
+    meta["weights_dtype"] = "float16 (rounded once after selection; run in float32)"
     with tempfile.TemporaryDirectory() as tmp:
-        fname = save_model(best, Path(tmp) / f"{opts.name}.pt", metadata=meta)
+        fname = save_model(
+            best, Path(tmp) / f"{opts.name}.pt", metadata=meta, weights_dtype="float16"
+        )
         _install_shipped_model(fname, opts.name)
     card_file = _SHIPPED_DIR / f"{opts.name}.json"
     card = json.loads(card_file.read_text())
@@ -65,6 +68,7 @@ def main():
     opts.snapshot.mkdir(parents=True, exist_ok=True)
     out = save_model(
         snap, opts.snapshot / f"{opts.name}-last.pt", overwrite=True,
+        weights_dtype="float16",
         metadata=dict(progress=ckpt["progress"], args=ckpt["args"],
                       validation=history),
     )  # fmt: skip

@@ -28,6 +28,13 @@ def main():
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--max-times", type=int, default=160)
+    parser.add_argument("--prior-batch-size", type=int, default=None)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument(
+        "--prior-hidden", default=None, help="widths of the prior, e.g. 1024,512"
+    )
+    parser.add_argument("--preconditioner", default=None)
+    parser.add_argument("--init", default=None, help="start of the iterations")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -39,9 +46,17 @@ def main():
     torch.set_num_threads(args.threads)
     logging.getLogger("mne").setLevel(logging.INFO)
     from mne_mmnet.pretrained import load_model
+    from mne_mmnet.training import default_config
     from mne_mmnet.training.broad import train_broad
 
     init = None if args.init_from is None else load_model(args.init_from)
+    config = default_config()
+    if args.prior_hidden:
+        config["prior"]["hidden"] = tuple(int(h) for h in args.prior_hidden.split(","))
+    if args.preconditioner:
+        config["preconditioner"] = args.preconditioner
+    if args.init:
+        config["init"] = args.init
     best = train_broad(
         args.out,
         minutes=args.minutes,
@@ -52,6 +67,9 @@ def main():
         val_every=args.val_every,
         ranges=dict(n_times=(32, args.max_times)),
         init_from=init,
+        config=config,
+        max_steps=args.max_steps,
+        prior_batch_size=args.prior_batch_size,
         device=args.device,
         progress=False,
     )

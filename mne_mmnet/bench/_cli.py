@@ -198,63 +198,76 @@ def _run(args):
 
 
 def _run_generalisation(args, methods):
+    """Run the suite scenario by scenario, rewriting the results after each."""
     import json
     from pathlib import Path
 
     from mne.utils import use_log_level
 
-    from .generalisation import format_generalisation, run_generalisation
+    from .generalisation import SCENARIOS, _check_scenarios, run_generalisation
 
-    scenarios = None
+    scenarios = list(SCENARIOS)
     if args.scenarios:
         scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    with use_log_level("warning"):
-        try:
-            results = run_generalisation(
-                methods, n=args.n_samples or 200, scenarios=scenarios,
-                batch_size=args.batch_size, progress=not args.no_progress,
-            )  # fmt: skip
-        except ValueError as exc:
-            sys.stderr.write(f"{exc}\n")
-            return 2
+    try:
+        scenarios = _check_scenarios(scenarios)
+    except ValueError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = args.tag or "generalisation"
+    fname = out / f"{args.tag or 'generalisation'}.json"
     command = _command_line()
-    slim = {
-        k: v if k == "_meta" else {
-            m: {kk: vv for kk, vv in e.items() if kk != "scores"}
-            for m, e in v["methods"].items()
-        }
-        for k, v in results.items()
-    }  # fmt: skip
-    slim["_meta"]["command"] = command
-    fname = out / f"{tag}.json"
+    n = args.n_samples or 200
+    record = None
     if args.append and fname.is_file():  # rows of earlier runs on the same sets
-        old = json.loads(fname.read_text())
-        same = {k: old["_meta"][k] for k in ("n", "seed")} == {
-            k: slim["_meta"][k] for k in ("n", "seed")
-        }
-        if not same:
+        record = json.loads(fname.read_text())
+        meta = record["_meta"]
+        if not (meta["n"] == n and "seed" in meta):
             sys.stderr.write(f"{fname} holds another test set; not appended.\n")
             return 2
-        for scen, rows in slim.items():
-            if scen != "_meta":
-                old.setdefault(scen, {}).update(rows)
-        old["_meta"]["scenarios"].update(slim["_meta"]["scenarios"])
-        old["_meta"].setdefault("commands", [old["_meta"].get("command")])
-        old["_meta"]["commands"].append(command)
-        slim = old
-    table = format_generalisation(
-        {k: v if k == "_meta" else {"methods": v} for k, v in slim.items()}
-    )
-    commands = slim["_meta"].get("commands", [command])
-    head = "\n".join(f"`{c}`" for c in commands if c)
-    (out / f"{tag}.md").write_text(f"{head}\n\n{table}")
-    fname.write_text(json.dumps(slim, indent=1, default=float) + "\n")
+        meta.setdefault("commands", [meta.get("command")])
+        meta["commands"].append(command)
+    for name in scenarios:
+        with use_log_level("warning"):
+            try:
+                results = run_generalisation(
+                    methods, n=n, scenarios=[name], batch_size=args.batch_size,
+                    progress=not args.no_progress,
+                )  # fmt: skip
+            except ValueError as exc:
+                sys.stderr.write(f"{exc}\n")
+                return 2
+        if record is None:
+            record = dict(_meta=dict(results["_meta"], command=command, scenarios={}))
+        if record["_meta"]["seed"] != results["_meta"]["seed"]:
+            sys.stderr.write(f"{fname} holds another test set; not appended.\n")
+            return 2
+        record["_meta"]["scenarios"].update(results["_meta"]["scenarios"])
+        rows = {
+            m: {k: v for k, v in e.items() if k != "scores"}
+            for m, e in results[name]["methods"].items()
+        }
+        record.setdefault(name, {}).update(rows)
+        table = _write_generalisation(record, fname)  # partial results survive
     sys.stdout.write(table)
-    sys.stdout.write(f"Wrote {out / (tag + '.md')} and {out / (tag + '.json')}\n")
+    sys.stdout.write(f"Wrote {fname.with_suffix('.md')} and {fname}\n")
     return 0
+
+
+def _write_generalisation(record, fname):
+    import json
+
+    from .generalisation import format_generalisation
+
+    table = format_generalisation(
+        {k: v if k == "_meta" else {"methods": v} for k, v in record.items()}
+    )
+    meta = record["_meta"]
+    head = "\n".join(f"`{c}`" for c in meta.get("commands", [meta["command"]]) if c)
+    fname.with_suffix(".md").write_text(f"{head}\n\n{table}")
+    fname.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    return table
 
 
 def _runs_on(spec, n_times):

@@ -8,6 +8,14 @@ from mne.utils import logger
 from scipy import sparse
 
 from ._bem import _make_offline_bem_surfaces, _write_bem_surfaces
+from ._constants import (
+    CONDUCTIVITY,
+    MONTAGE,
+    N_REGIONS,
+    N_REGIONS_PER_HEMI,
+    PARCELLATION_SEED,
+    TEMPLATE_CH_NAMES,
+)
 from .parcellation import (
     _parcellate_sphere,
     _region_adjacency,
@@ -17,14 +25,6 @@ from .surfaces import (
     N_VERTICES_PER_HEMI,
     _read_fsaverage5_mesh,
     make_fsaverage5_subjects_dir,
-)
-from .template import (
-    CONDUCTIVITY,
-    MONTAGE,
-    N_REGIONS,
-    N_REGIONS_PER_HEMI,
-    PARCELLATION_SEED,
-    TEMPLATE_CH_NAMES,
 )
 
 _REAL_BEM = ("fsaverage", "bem", "fsaverage-5120-5120-5120-bem-sol.fif")
@@ -70,68 +70,67 @@ def _bem_solution(subjects_dir, ico, tmp_subjects_dir):
             return mne.read_bem_solution(fname, verbose=False), "fsaverage"
         logger.info(f"{fname} not found; building the offline template BEM")
     logger.info(f"Building the offline template BEM (ico-{ico})")
+    model = _offline_bem_model(ico, tmp_subjects_dir)
+    return mne.make_bem_solution(model, verbose=False), "offline"
+
+
+def _offline_bem_model(ico, tmp_subjects_dir):
+    """Write the template head's three BEM surfaces and decimate them."""
+    import mne
+
     surfaces = _make_offline_bem_surfaces()
     _write_bem_surfaces(surfaces, Path(tmp_subjects_dir) / "fsaverage" / "bem")
-    model = mne.make_bem_model(
+    return mne.make_bem_model(
         "fsaverage",
         ico=ico,
         conductivity=CONDUCTIVITY,
         subjects_dir=tmp_subjects_dir,
         verbose=False,
     )
-    return mne.make_bem_solution(model, verbose=False), "offline"
 
 
-def _region_sum_matrix(parcels):
-    """Sparse (n_vertices_total, n_regions) matrix of region membership."""
-    region = np.r_[
-        parcels["lh"]["region"], parcels["rh"]["region"] + N_REGIONS_PER_HEMI
-    ]
-    n_vert = len(region)
-    return sparse.csr_array(
-        (np.ones(n_vert), (np.arange(n_vert), region)), shape=(n_vert, N_REGIONS)
-    )
+def _region_forward(info, subjects_dir, bem, vertex_region, representative):
+    """EEG forward on every fsaverage5 white vertex, summed per template region.
 
-
-def _make_template(*, subjects_dir=None, ico=4, seed=PARCELLATION_SEED):
-    """Build forward, parcellation and adjacency; see make_template_forward."""
+    ``vertex_region`` and ``representative`` are the (lh, rh) region of each
+    vertex and the (sorted) representative vertex of each region. Returns the
+    region forward (one source per region, at its representative vertex, with
+    the summed fixed-orientation leadfield) and the vertex-level forward.
+    """
     import mne
     from mne.io.constants import FIFF
 
-    parcels = _make_parcellation(seed)
-    with tempfile.TemporaryDirectory(prefix="mne_mmnet_template_") as tmp:
-        make_fsaverage5_subjects_dir(tmp, overwrite=True, verbose=False)
-        bem, route = _bem_solution(subjects_dir, ico, tmp)
-        src = mne.setup_source_space(
-            "fsaverage",
-            spacing="all",
-            surface="white",
-            subjects_dir=tmp,
-            add_dist=False,
-            verbose=False,
-        )
-        fwd_full = mne.make_forward_solution(
-            _info(), trans="fsaverage", src=src, bem=bem, eeg=True, meg=False,
-            verbose=False,
-        )  # fmt: skip
-    n_sources = sum(len(s["vertno"]) for s in fwd_full["src"])
-    if n_sources != 2 * N_VERTICES_PER_HEMI:
+    src = mne.setup_source_space(
+        "fsaverage", spacing="all", surface="white", subjects_dir=subjects_dir,
+        add_dist=False, verbose=False,
+    )  # fmt: skip
+    fwd_full = mne.make_forward_solution(
+        info, trans="fsaverage", src=src, bem=bem, eeg=True, meg=False,
+        verbose=False,
+    )  # fmt: skip
+    region = np.r_[vertex_region[0], vertex_region[1] + N_REGIONS_PER_HEMI]
+    lh, rh = (s["vertno"] for s in fwd_full["src"])
+    kept = np.r_[lh, rh + len(vertex_region[0])]
+    if len(kept) != 2 * N_VERTICES_PER_HEMI:
+        lost = N_REGIONS - len(np.unique(region[kept]))
         raise RuntimeError(
-            f"{2 * N_VERTICES_PER_HEMI - n_sources} white-surface vertices fell "
-            "outside the inner skull; the template cannot be built."
+            f"{2 * N_VERTICES_PER_HEMI - len(kept)} white-surface vertices fell "
+            f"outside the inner skull ({lost} template region(s) lost every vertex); "
+            "the forward model cannot be built on the template layout."
         )
     fwd_full = mne.convert_forward_solution(
         fwd_full, surf_ori=True, force_fixed=True, use_cps=True, verbose=False
     )
-    leadfield = np.asarray(fwd_full["sol"]["data"] @ _region_sum_matrix(parcels))
+    summing = sparse.csr_array(
+        (np.ones(len(region)), (np.arange(len(region)), region)),
+        shape=(len(region), N_REGIONS),
+    )
+    leadfield = np.asarray(fwd_full["sol"]["data"] @ summing)
     # keep only the representative vertices, then put the region sums in
     stc = mne.SourceEstimate(
-        np.zeros((N_REGIONS, 1)),
-        vertices=[parcels["lh"]["rep"], parcels["rh"]["rep"]],
-        tmin=0.0,
-        tstep=1.0,
-        subject="fsaverage",
-    )
+        np.zeros((N_REGIONS, 1)), vertices=list(representative), tmin=0.0,
+        tstep=1.0, subject="fsaverage",
+    )  # fmt: skip
     fwd = mne.forward.restrict_forward_to_stc(fwd_full, stc, on_missing="raise")
     fwd["sol"]["data"] = leadfield
     fwd["_orig_sol"] = leadfield.copy()
@@ -139,6 +138,20 @@ def _make_template(*, subjects_dir=None, ico=4, seed=PARCELLATION_SEED):
     with fwd["info"]._unlock():  # no machine-specific strings in the file
         for key in ("working_dir", "command_line"):
             fwd["info"][key] = ""
+    return fwd, fwd_full
+
+
+def _make_template(*, subjects_dir=None, ico=4, seed=PARCELLATION_SEED):
+    """Build forward, parcellation and adjacency; see make_template_forward."""
+    parcels = _make_parcellation(seed)
+    with tempfile.TemporaryDirectory(prefix="mne_mmnet_template_") as tmp:
+        make_fsaverage5_subjects_dir(tmp, overwrite=True, verbose=False)
+        bem, route = _bem_solution(subjects_dir, ico, tmp)
+        fwd, fwd_full = _region_forward(
+            _info(), tmp, bem, [parcels[h]["region"] for h in ("lh", "rh")],
+            [parcels[h]["rep"] for h in ("lh", "rh")],
+        )  # fmt: skip
+    leadfield = fwd["sol"]["data"]
     logger.info(
         f"Template forward built ({route} BEM): {leadfield.shape[0]} channels x "
         f"{leadfield.shape[1]} regions"

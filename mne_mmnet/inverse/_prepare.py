@@ -144,6 +144,13 @@ _SUFFIXES = ("-ref", "-le", "-re", "-avg", "-a1", "-a2", "-m1", "-m2", "-cz")
 #: largest distance between a data electrode and the template electrode it is
 #: matched to by name (m)
 MAX_POSITION_ERROR = 0.03
+#: what to do when the data's electrodes are not the forward's
+_CAP_FIX = (
+    "To use your cap's own electrodes, build its forward on the template head "
+    "(the channels need positions: inst.set_montage(...)): "
+    "fwd = mne_mmnet.make_cap_forward(inst.info), then "
+    "mne_mmnet.apply_mmnet_inverse(inst, fwd)"
+)
 
 
 def _canonical(name):
@@ -194,17 +201,17 @@ def _match_channels(info, ch_names, fwd, name):
         raise ValueError(
             f"{len(misplaced)} channel(s) of {name} match template names but not "
             f"template positions: {', '.join(misplaced[:8])}. The names mean "
-            "other electrodes here (e.g. a BioSemi A1 is not the earlobe A1): "
-            "rename the channels to their 10-20 names or mark them as bad."
+            "other electrodes here (e.g. a BioSemi A1 is not the earlobe A1). "
+            f"{_CAP_FIX} (or mark those channels as bad)."
         )
     if missing:
         raise ValueError(
             f"{len(missing)} good EEG channel(s) of {name} are not in fwd, even "
             f"ignoring case, 'EEG ' prefixes and '-REF' suffixes: "
             f"{', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}. "
-            "Rename them to their 10-20 names (raw.rename_channels), or mark them "
-            "as bad (info['bads']) to use the other channels; the template has "
-            "the 90 positions in mne_mmnet.forward.TEMPLATE_CH_NAMES."
+            f"{_CAP_FIX}. If they are 10-20 electrodes, rename them to their "
+            "10-20 names instead (inst.rename_channels; the template has the 90 "
+            "in mne_mmnet.TEMPLATE_CH_NAMES), or mark them as bad (info['bads'])."
         )
     return matched
 

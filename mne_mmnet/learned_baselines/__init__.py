@@ -42,7 +42,7 @@ def baseline_config(name, *, n_sources, n_times, prior_hidden=(256, 128), **opti
     Returns
     -------
     config : dict
-        For :func:`mne_mmnet.networks.base.build_model` or
+        For :func:`mne_mmnet.architectures.build_model` or
         :func:`mne_mmnet.train` (``model=config``).
     """
     if name not in LEARNED_BASELINES:

@@ -17,6 +17,7 @@ import torch
 from mne.utils import _validate_type
 from torch import nn
 
+from .._activations import softrelu, softrelu_grad, softrelu_hess  # noqa: F401
 from ..utils import _torch_generator
 
 # relative inflation that absorbs float64 rounding in the certified norms
@@ -24,21 +25,6 @@ _ROUNDING_SLACK = 1e-9
 # the norm cache is shared by threads that run one model (module-level: a
 # lock attribute would not survive copy.deepcopy of the module)
 _NORM_LOCK = threading.RLock()
-
-
-def softrelu(z, eps):
-    """SoftReLU ``(z + sqrt(z**2 + eps**2)) / 2``, a smooth ReLU."""
-    return 0.5 * (z + torch.sqrt(z * z + eps * eps))
-
-
-def softrelu_grad(z, eps):
-    """First derivative of :func:`softrelu`, in (0, 1)."""
-    return 0.5 * (1.0 + z / torch.sqrt(z * z + eps * eps))
-
-
-def softrelu_hess(z, eps):
-    """Second derivative of :func:`softrelu`, in (0, 1 / (2 eps)]."""
-    return 0.5 * eps * eps / (z * z + eps * eps) ** 1.5
 
 
 def _tap_grams(weight):

@@ -7,8 +7,6 @@ ModGrad, OPTEnet, EUnet) are all unrolled iterative solvers. They differ in
 and the benchmark see this interface and nothing else.
 """
 
-import copy
-
 import torch
 from mne.utils import _validate_type
 from torch import nn
@@ -29,34 +27,6 @@ def register_architecture(name):
         return cls
 
     return decorator
-
-
-def build_model(config):
-    """Build an untrained learned solver from its ``config`` dict.
-
-    Parameters
-    ----------
-    config : dict
-        As returned by the ``config`` attribute of a learned solver. The key
-        ``"architecture"`` selects the class (``"mmnet"`` when absent, as in
-        files written before the baselines existed).
-
-    Returns
-    -------
-    model : LearnedSolver
-        A new model with freshly initialised weights.
-    """
-    from .. import learned_baselines  # noqa: F401 (registers the baselines)
-
-    _validate_type(config, dict, "config")
-    config = copy.deepcopy(config)
-    name = config.pop("architecture", "mmnet")
-    if name not in _ARCHITECTURES:
-        raise ValueError(
-            f"Unknown learned-solver architecture {name!r}; known: "
-            f"{sorted(_ARCHITECTURES)}."
-        )
-    return _ARCHITECTURES[name].from_config(config)
 
 
 def check_config_keys(config, known, cls_name):
@@ -91,7 +61,8 @@ class LearnedSolver(nn.Module):
     def initial_estimate(self, y, L, *, init=None, seed=None):
         """Start of the iterations, see :func:`mne_mmnet.solver.initial_estimate`."""
         init = self.init if init is None else init
-        return initial_estimate(y, L, init=init, seed=seed)
+        prior = getattr(self, "prior", None)
+        return initial_estimate(y, L, init=init, seed=seed, prior=prior)
 
     def iterate(self, x0, y, L, *, n_iter=None, create_graph=False, state=None):
         """Run ``n_iter`` iterations from ``x0``, continuing ``state``.

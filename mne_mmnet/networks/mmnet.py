@@ -7,6 +7,7 @@ from torch import nn
 
 from ..solver import mm_iterations
 from ..solver.linear import INITS
+from ..solver.precondition import PRECONDITIONERS
 from .autoencoder import SoftReLUAutoencoder
 from .base import LearnedSolver, check_config_keys, register_architecture
 from .curvature import CurvatureModel
@@ -36,30 +37,6 @@ def _module_config(module, name):
     return copy.deepcopy(config)
 
 
-class _StatefulCurvature:
-    """Wrap a curvature model to start from a given state and record the last.
-
-    Calls are passed through unchanged (including ``nu_up=`` when the wrapped
-    model accepts it), so MMNet's training path and
-    :func:`mne_mmnet.solver.solve_mm` see the same model.
-    """
-
-    def __init__(self, curvature, state=None):
-        self.curvature = curvature
-        self.state = state
-        self.accepts_bound = getattr(curvature, "accepts_bound", False)
-
-    def init_state(self, x):
-        if self.state is None:
-            self.state = self.curvature.init_state(x)
-        return self.state
-
-    def __call__(self, g, x, state, **kwargs):
-        p_tilde, state = self.curvature(g, x, state, **kwargs)
-        self.state = state
-        return p_tilde, state
-
-
 @register_architecture("mmnet")
 class MMNet(LearnedSolver):
     """MM-Net: projected MM iterations with a learned prior and curvature.
@@ -85,9 +62,10 @@ class MMNet(LearnedSolver):
         Default number of MM iterations (paper: 10).
     step : str
         Step structure passed to :func:`mne_mmnet.solver.mm_iterations`.
-    init : "random" | "mne" | "sloreta"
+    init : "random" | "mne" | "sloreta" | "prior"
         Default start, see :func:`mne_mmnet.solver.initial_estimate` (the
-        paper starts at random; the shipped models from sLORETA).
+        paper starts at random; the Table I replicas from sLORETA, the
+        default model from the prior applied to sLORETA).
     safeguard : bool
         Reject steps that would increase the energy (see
         :func:`mne_mmnet.solver.mm_iterations`).
@@ -96,6 +74,13 @@ class MMNet(LearnedSolver):
         valid on its segment, so that each step is a majorization-minimization
         step; ``"checked"`` takes the learned step when its energy does not
         rise (see :func:`mne_mmnet.solver.mm_iterations`).
+    preconditioner : "diagonal" | "leadfield"
+        Step metric built from the projected curvature: ``diag(p)`` (paper)
+        or a weighted minimum-norm operator that mixes sources through the
+        leadfield, with eigenvalues at most the bound (see
+        :mod:`mne_mmnet.solver.precondition`).
+    preconditioner_reg : float
+        Relative regularisation of the ``"leadfield"`` preconditioner.
     """
 
     def __init__(
@@ -111,6 +96,8 @@ class MMNet(LearnedSolver):
         init="sloreta",
         safeguard=True,
         guarantee="checked",
+        preconditioner="diagonal",
+        preconditioner_reg=0.1,
     ):
         super().__init__()
         if isinstance(prior, dict):
@@ -125,6 +112,12 @@ class MMNet(LearnedSolver):
         _check_option("bound", bound, _BOUNDS)
         _check_option("init", init, INITS)
         _check_option("guarantee", guarantee, ("checked", "certified"))
+        _check_option("preconditioner", preconditioner, PRECONDITIONERS)
+        _validate_type(preconditioner_reg, "numeric", "preconditioner_reg")
+        if not preconditioner_reg > 0:
+            raise ValueError(
+                f"preconditioner_reg must be > 0, got {preconditioner_reg}."
+            )
         if not 0 < gamma < 2:
             raise ValueError(f"gamma must lie in (0, 2), got {gamma}.")
         if lam < 0:
@@ -141,6 +134,8 @@ class MMNet(LearnedSolver):
         self.init = init
         self.safeguard = bool(safeguard)
         self.guarantee = guarantee
+        self.preconditioner = preconditioner
+        self.preconditioner_reg = float(preconditioner_reg)
 
     @property
     def n_sources(self):
@@ -172,6 +167,8 @@ class MMNet(LearnedSolver):
             init=self.init,
             safeguard=self.safeguard,
             guarantee=self.guarantee,
+            preconditioner=self.preconditioner,
+            preconditioner_reg=self.preconditioner_reg,
         )
 
     @classmethod
@@ -207,6 +204,8 @@ class MMNet(LearnedSolver):
             "init",
             "safeguard",
             "guarantee",
+            "preconditioner",
+            "preconditioner_reg",
         }
         config.pop("architecture", None)
         check_config_keys(config, known, "MMNet")
@@ -225,15 +224,14 @@ class MMNet(LearnedSolver):
             The trace returned by :func:`mne_mmnet.solver.mm_iterations`.
         """
         n_iter = self.n_iter if n_iter is None else int(n_iter)
-        curvature = None
-        if self.curvature is not None:
-            curvature = _StatefulCurvature(self.curvature, state)
-        x, trace = mm_iterations(
+        x, trace, state = mm_iterations(
             x0,
             y,
             L,
             prior=self.prior,
-            curvature=curvature,
+            curvature=self.curvature,
+            curvature_state=state,
+            return_state=True,
             n_iter=n_iter,
             gamma=self.gamma,
             bound=self.bound,
@@ -242,5 +240,7 @@ class MMNet(LearnedSolver):
             create_graph=create_graph,
             safeguard=self.safeguard,
             guarantee=self.guarantee,
+            preconditioner=self.preconditioner,
+            preconditioner_reg=self.preconditioner_reg,
         )
-        return x, None if curvature is None else curvature.state, trace
+        return x, state, trace

@@ -7,7 +7,7 @@ import torch
 from mne.utils import _validate_type
 from torch.nn import functional as F
 
-from ..networks.autoencoder import softrelu_grad, softrelu_hess
+from .._activations import softrelu_grad, softrelu_hess
 from ..utils import _torch_generator
 from .objective import _check_problem, _energy_terms, _sq_norm
 

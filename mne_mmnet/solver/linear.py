@@ -11,7 +11,7 @@ from ..utils import _torch_generator
 
 #: scale of the paper's random start, ``x0 ~ 1e-3 N(0, 1)``
 RANDOM_START_SCALE = 1e-3
-INITS = ("random", "mne", "sloreta")
+INITS = ("random", "mne", "sloreta", "prior")
 # kernels of recently used (CPU) leadfields: every call with the same
 # leadfield (the one-line apply_mmnet_inverse) reuses the solve
 _KERNELS = OrderedDict()
@@ -95,7 +95,7 @@ def _compute_kernel(L, method, lambda2):
     return kernel
 
 
-def initial_estimate(y, L, *, init="random", seed=None):
+def initial_estimate(y, L, *, init="random", seed=None, prior=None):
     """Compute the starting point of the MM iterations.
 
     Parameters
@@ -104,12 +104,17 @@ def initial_estimate(y, L, *, init="random", seed=None):
         Data, referenced like ``L``.
     L : torch.Tensor, shape (n_channels, n_sources)
         Leadfield.
-    init : 'random' | 'mne' | 'sloreta'
+    init : 'random' | 'mne' | 'sloreta' | 'prior'
         ``'random'`` draws the paper's ``1e-3 N(0, 1)``; ``'mne'`` and
-        ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``).
+        ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``);
+        ``'prior'`` is ``Phi(x_s)``, the prior autoencoder applied to the
+        sLORETA estimate rescaled to unit RMS (a learned start: the
+        iterations then descend the energy from there).
     seed : None | int | numpy.random.Generator | torch.Generator
         Seed of the random start. The draw is made on the CPU in float64 and
         then moved, so a seed gives the same start on every device.
+    prior : torch.nn.Module | None
+        The autoencoder, for ``init='prior'``.
 
     Returns
     -------
@@ -124,5 +129,12 @@ def initial_estimate(y, L, *, init="random", seed=None):
             shape, generator=gen, dtype=torch.float64, device=gen.device
         )
         return (RANDOM_START_SCALE * noise).to(device=y.device, dtype=y.dtype)
-    kernel = linear_inverse_kernel(L, method=init)
-    return torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)
+    kernel = linear_inverse_kernel(L, method="sloreta" if init == "prior" else init)
+    x0 = torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)
+    if init != "prior":
+        return x0
+    if prior is None:
+        raise ValueError("init='prior' needs the prior autoencoder (prior=).")
+    from .objective import normalize_sources
+
+    return prior(normalize_sources(x0))

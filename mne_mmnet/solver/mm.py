@@ -14,6 +14,7 @@ from .bounds import (
     leadfield_norm,
 )
 from .objective import _energy_and_grad, _sq_norm, normalize_sources
+from .precondition import PRECONDITIONERS, precondition
 from .segment import segment_curvature
 
 # smallest step multiplier the safeguard goes down to (2 ** -_MAX_HALVINGS)
@@ -194,6 +195,10 @@ def mm_iterations(
     create_graph=False,
     safeguard=True,
     guarantee="checked",
+    preconditioner="diagonal",
+    preconditioner_reg=0.1,
+    curvature_state=None,
+    return_state=False,
     nu_low_ratio=1e-6,
     tikhonov=1e-6,
     n_power_iter=10,
@@ -232,6 +237,18 @@ def mm_iterations(
         minimiser of the quadratic majorant valid on its segment (see
         :mod:`mne_mmnet.solver.segment`), so that every step taken is a
         majorization-minimization step (smaller steps: the bound is loose).
+    preconditioner : "diagonal" | "leadfield"
+        Step metric built from the projected curvature ``p``: ``diag(p)`` or
+        the weighted minimum-norm operator of
+        :mod:`mne_mmnet.solver.precondition` (mixes sources, eigenvalues at
+        most ``nu_up``).
+    preconditioner_reg : float
+        Its relative regularisation ``rho``.
+    curvature_state : object | None
+        State of the curvature model to continue from (``None``: its
+        ``init_state(x0)``).
+    return_state : bool
+        Also return the curvature state after the last iteration.
     nu_low_ratio : float
         ``nu_low = nu_low_ratio * nu_up``.
     tikhonov : float
@@ -247,6 +264,9 @@ def mm_iterations(
         Final iterate (unit RMS).
     trace : MMTrace
         Stacked per-iteration tensors (detached).
+    state : object | None
+        Curvature state after the last iteration (only with
+        ``return_state=True``; None without a curvature model).
 
     Notes
     -----
@@ -254,7 +274,8 @@ def mm_iterations(
     the prior's pre-activations already computed with the gradient, no extra
     forward pass), ``p = clip(p_tilde, nu_low, nu_up)`` (or ``p = nu_up``),
     and proposes ``x_i - gamma * s * t * p * g`` with ``t = 1`` (diagonal) or
-    ``t = (g.d) / (d'Hd)`` for ``d = p * g`` (directional; one
+    ``t = (g.d) / (d'Hd)`` for ``d = P g`` (``P = diag(p)`` or the
+    ``preconditioner``; directional; one
     Hessian-vector product, ``t`` capped at 1000 and used when ``d'Hd <= 0``).
     The proposal is rescaled to unit RMS, which leaves the energy unchanged,
     and its energy and gradient are computed in one pass. The safeguard
@@ -284,6 +305,7 @@ def mm_iterations(
     tiny = torch.finfo(dtype).tiny
     generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
     _check_option("guarantee", guarantee, ("checked", "certified"))
+    _check_option("preconditioner", preconditioner, PRECONDITIONERS)
     L_norm = leadfield_norm(L).to(x0.device)
     layer_norms = None
     if prior is not None and hasattr(prior, "operator_norms"):
@@ -294,7 +316,9 @@ def mm_iterations(
     terms, grad, state, _ = _energy_and_grad(
         x, y, L, prior, lam, create_graph=create_graph
     )
-    cur_state = curvature.init_state(x) if curvature is not None else None
+    cur_state = curvature_state
+    if curvature is not None and cur_state is None:
+        cur_state = curvature.init_state(x)
     batch = x.shape[0]
     scale = x.new_ones(batch)
     min_scale = 2.0**-_MAX_HALVINGS
@@ -344,7 +368,9 @@ def mm_iterations(
         if curvature is None or nu_up is None:
             rec["clip_upper"].append(x.new_zeros(batch))
             rec["clip_lower"].append(x.new_zeros(batch))
-        direction = p * grad
+        direction = precondition(
+            p, grad, L, kind=preconditioner, reg=preconditioner_reg
+        )
         if step == "directional":
             g_dot_d = (grad * direction).detach().flatten(1).sum(1)
             d_h_d = _directional_curvature(x_const, y, L, prior, lam, direction)
@@ -418,4 +444,6 @@ def mm_iterations(
     if n_iter == 0:
         trace.safeguard = trace.safeguard.bool()
         trace.certified = trace.certified.bool()
+    if return_state:
+        return x, trace, cur_state
     return x, trace

@@ -7,7 +7,7 @@ import torch
 from mne.utils import _check_option, _validate_type, logger, verbose
 
 from ..utils import _get_device, _get_dtype, _torch_generator
-from .linear import initial_estimate
+from .linear import INITS, initial_estimate
 from .mm import mm_iterations
 from .objective import _sq_norm
 
@@ -90,9 +90,11 @@ def solve_mm(
         Hessian-vector product (a Newton step along ``d``: no majorant covers
         it, its descent is checked). ``None``: the model's, or
         ``'diagonal'``.
-    init : 'random' | 'mne' | 'sloreta' | None
-        Start: ``1e-3 N(0, 1)`` (seeded) or a linear inverse. ``None``: the
-        model's, or ``'random'``.
+    init : 'random' | 'mne' | 'sloreta' | 'prior' | None
+        Start: ``1e-3 N(0, 1)`` (seeded), a linear inverse, or the prior
+        applied to the sLORETA estimate (see
+        :func:`~mne_mmnet.solver.initial_estimate`). ``None``: the model's,
+        or ``'random'``.
     guarantee : 'checked' | 'certified' | None
         See :func:`mne_mmnet.solver.mm_iterations`. ``None``: the model's,
         or ``'checked'``.
@@ -157,6 +159,11 @@ def solve_mm(
     )  # fmt: skip
     curvature = None
     safeguard = True
+    # the step metric is part of a trained model, never a user option
+    metric = dict(
+        preconditioner=getattr(model, "preconditioner", "diagonal"),
+        preconditioner_reg=getattr(model, "preconditioner_reg", 0.1),
+    )
     if model is not None:
         if prior is not None:
             raise ValueError("Pass either model= or prior=, not both.")
@@ -184,6 +191,10 @@ def solve_mm(
         )
     if not bool((_sq_norm(y_t) > 0).all()):
         raise ValueError("y has an all-zero sample; the cosine energy is undefined.")
+    if prior is not None:
+        _validate_type(prior, torch.nn.Module, "prior")
+    prior = _prepare_module(prior, device, dtype)
+    curvature = _prepare_module(curvature, device, dtype)
     batch, _, n_times = y_t.shape
     shape = (batch, L_t.shape[1], n_times)
     if x0 is not None:
@@ -193,7 +204,8 @@ def solve_mm(
         if tuple(x_start.shape) != shape:
             raise ValueError(f"x0 must have shape {shape}, got {tuple(x_start.shape)}.")
     else:
-        x_start = initial_estimate(y_t, L_t, init=init, seed=seed)
+        with torch.no_grad():
+            x_start = initial_estimate(y_t, L_t, init=init, seed=seed, prior=prior)
     if not bool((_sq_norm(x_start) > 0).all()):
         raise ValueError(
             "The start has an all-zero sample (the linear inverse of that sample "
@@ -201,10 +213,6 @@ def solve_mm(
             "leadfield has all-zero columns for every active source); check y "
             "and L, or pass another x0."
         )
-    if prior is not None:
-        _validate_type(prior, torch.nn.Module, "prior")
-    prior = _prepare_module(prior, device, dtype)
-    curvature = _prepare_module(curvature, device, dtype)
     hvp_seed = None if seed is None else _torch_generator(seed, device)
     x, trace = mm_iterations(
         x_start,
@@ -221,6 +229,7 @@ def solve_mm(
         safeguard=safeguard,
         guarantee=guarantee,
         seed=hvp_seed,
+        **metric,
     )
     x = x.detach()
     labels = trace.step_labels
@@ -264,7 +273,7 @@ def _settings(model, **given):
     _validate_type(out["n_iter"], "int-like", "n_iter")
     if int(out["n_iter"]) < 0:
         raise ValueError(f"n_iter must be >= 0, got {out['n_iter']}.")
-    _check_option("init", out["init"], ("random", "mne", "sloreta"))
+    _check_option("init", out["init"], INITS)
     _check_option("bound", out["bound"], ("analytic", "hvp", "none"))
     _check_option("step", out["step"], ("diagonal", "directional"))
     _check_option("guarantee", out["guarantee"], ("checked", "certified"))

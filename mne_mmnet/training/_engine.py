@@ -10,7 +10,8 @@ import torch
 from mne.utils import _validate_type, logger, warn
 from tqdm.auto import tqdm
 
-from ..networks.base import LearnedSolver, build_model
+from ..architectures import build_model
+from ..networks.base import LearnedSolver
 from ._data import (
     _as_dataset,
     _average_reference,
@@ -20,13 +21,7 @@ from ._data import (
     _sample_generator,
     _validation_simulation,
 )
-from .distributed import (
-    all_reduce_sum,
-    average_gradients,
-    barrier,
-    broadcast_parameters,
-)
-from .loop import (
+from ._steps import (
     _CHECKPOINT,
     _LOG,
     _PRIOR_STREAM,
@@ -34,6 +29,12 @@ from .loop import (
     TrainResult,
     default_config,
     meta_gradient_step,
+)
+from .distributed import (
+    all_reduce_sum,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
 )
 from .losses import denoising_loss, meta_loss
 

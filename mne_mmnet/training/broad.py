@@ -21,7 +21,7 @@ import torch
 from mne.utils import logger
 
 from ._data import _average_reference
-from .loop import default_config, meta_gradient_step
+from ._steps import default_config, meta_gradient_step
 from .losses import meta_loss
 
 #: ranges of the per-batch draws
@@ -187,11 +187,12 @@ def _validate(run, val_batches):
 
 def _prior_step(run, batch, generator, noise_level=0.5):
     """Pretrain the prior on what the solver sees: linear estimates and noisy truth."""
-    from ..solver import normalize_sources
+    from ..solver import initial_estimate, normalize_sources
     from ..solver.objective import cosine_similarity
 
     model = run.model
-    x_lin = normalize_sources(model.initial_estimate(batch["y"], batch["L"]))
+    x_lin = initial_estimate(batch["y"], batch["L"], init="sloreta")
+    x_lin = normalize_sources(x_lin)
     x_gt = batch["x_gt"].to(x_lin)
     truth = normalize_sources(x_gt)
     noise = torch.randn(truth.shape, generator=generator, dtype=truth.dtype)
@@ -240,9 +241,11 @@ def _finite_update(params, max_norm=1.0):
 
 
 def _warm_start(model, init):
-    """Copy the prior's weights, and the curvature's when built alike."""
-    model.prior.load_state_dict(init.prior.state_dict())
-    if init.curvature is not None and init.curvature.config == model.curvature.config:
+    """Copy the prior's and the curvature's weights where built alike."""
+    alike = {k: init.config[k] == model.config[k] for k in ("prior", "curvature")}
+    if init.prior is not None and alike["prior"]:
+        model.prior.load_state_dict(init.prior.state_dict())
+    if init.curvature is not None and alike["curvature"]:
         model.curvature.load_state_dict(init.curvature.state_dict())
     logger.info("Warm start from the given model's weights")
 
@@ -262,6 +265,8 @@ def train_broad(
     checkpoint_minutes=3.0,
     jfb_last=2,
     init_from=None,
+    config=None,
+    prior_batch_size=None,
     ranges=None,
     device="cpu",
     dtype=torch.float32,
@@ -273,7 +278,10 @@ def train_broad(
     steps); the run resumes from
     ``out_dir/checkpoint.pt`` when present. ``init_from`` (a model) seeds the
     weights of a new run (its prior; its curvature too when configured
-    alike). Returns the path of ``model_best.pt``.
+    alike). ``config`` (default :func:`~mne_mmnet.training.default_config`)
+    builds the model; the prior's pretraining batches have
+    ``prior_batch_size`` samples (default ``2 * batch_size``). Returns the
+    path of ``model_best.pt``.
     """
     from tqdm.auto import tqdm
 
@@ -283,10 +291,12 @@ def train_broad(
         seed=seed, batch_size=batch_size, lr=lr, prior_steps=prior_steps,
         prior_lr=prior_lr, val_every=val_every, val_batches=val_batches,
         jfb_last=jfb_last, ranges=dict(BROAD_BATCHES, **(ranges or {})),
+        prior_batch_size=prior_batch_size or 2 * batch_size,
     )  # fmt: skip
+    config = default_config() if config is None else config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MMNet.from_config(default_config())
+        model = MMNet.from_config(config)
     model = model.to(device=device, dtype=dtype)
     run = _Run(out_dir, model, lr, args)
     if not run.restore() and init_from is not None:
@@ -309,7 +319,8 @@ def train_broad(
                disable=not progress)  # fmt: skip
     while run.progress["prior_step"] < prior_steps and time.monotonic() < deadline:
         batch = draw_batch(
-            seed, -1 - run.progress["prior_step"], 2 * batch_size, ranges=ranges,
+            seed, -1 - run.progress["prior_step"], args["prior_batch_size"],
+            ranges=ranges,
             dtype=dtype, device=device,
         )  # fmt: skip
         prior_opt.zero_grad(set_to_none=True)
@@ -323,6 +334,9 @@ def train_broad(
         run.log(phase="prior", step=run.progress["prior_step"], loss=loss)
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}")
+        if time.monotonic() - last_ckpt > 60 * checkpoint_minutes:
+            run.save()
+            last_ckpt = time.monotonic()
     bar.close()
     if run.progress["step"] == 0 and run.progress["prior_step"] >= prior_steps:
         scores = _validate(run, val)

@@ -1,125 +1,19 @@
 """Truncated bilevel training of MM-Net (Algorithm 1 of Tran et al., 2026)."""
 
-from collections import namedtuple
 from pathlib import Path
 
-import torch
 from mne.utils import _check_option, _validate_type, verbose
 
 from ..utils import _get_device, _get_dtype
+from ._steps import (  # noqa: F401 (public through mne_mmnet.training)
+    TrainResult,
+    default_config,
+    meta_gradient_step,
+)
 from .distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from .losses import meta_loss
-
-TrainResult = namedtuple("TrainResult", ["model", "history", "out_dir"])
-TrainResult.__doc__ = """What :func:`mne_mmnet.train` returns.
-
-``model`` is the trained model (eval mode), ``history`` the list of log dicts
-and ``out_dir`` the directory the files were written to.
-"""
-_CHECKPOINT = "checkpoint.pt"
-_LOG = "train_log.jsonl"
-_VAL_STREAM = -1  # per-sample random stream of the (fixed) validation starts
-_PRIOR_STREAM = -2
-
-
-def _detach(state):
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, tuple | list):
-        return type(state)(_detach(s) for s in state)
-    return state
-
-
-def meta_gradient_step(
-    model, y, L, x_gt, x0, *, gradient="full", jfb_last=1, jfb_restarts=0, n_iter=None
-):
-    """Run the inner MM solver, evaluate eq. (11) and backpropagate it.
-
-    Parameters
-    ----------
-    model : MMNet
-        The model; gradients accumulate in its parameters' ``.grad``.
-    y, L, x_gt, x0 : torch.Tensor
-        Data (batch, n_channels, n_times), leadfield (n_channels, n_sources),
-        ground truth and start (batch, n_sources, n_times).
-    gradient : "full" | "jfb"
-        ``"full"`` backpropagates through all ``n_iter`` unrolled iterations
-        (second-order terms included). ``"jfb"`` runs the first
-        ``n_iter - jfb_last`` iterations without a graph and backpropagates
-        through the last ``jfb_last`` only (Jacobian-free backpropagation,
-        Davy et al. 2025); the curvature state enters that tail detached.
-    jfb_last : int
-        Iterations tracked by ``"jfb"``.
-    jfb_restarts : int
-        With ``"jfb"``, how many times the untracked solver is first run for
-        ``n_iter`` iterations and restarted (fresh curvature state) from its
-        own output, to move the tracked tail closer to equilibrium.
-    n_iter : int | None
-        Inner iterations (default ``model.n_iter``).
-
-    Returns
-    -------
-    loss : MetaLoss
-        Per-sample terms (detached).
-    """
-    _check_option("gradient", gradient, ("full", "jfb"))
-    n_iter = model.n_iter if n_iter is None else int(n_iter)
-    if gradient == "full":
-        x_hat, _, _ = model.iterate(x0, y, L, n_iter=n_iter, create_graph=True)
-    else:
-        tail = min(int(jfb_last), n_iter)
-        x, state = x0, None
-        with torch.no_grad():
-            for _ in range(int(jfb_restarts)):
-                x, _, _ = model.iterate(x, y, L, n_iter=n_iter)
-            if n_iter > tail:
-                x, state, _ = model.iterate(x, y, L, n_iter=n_iter - tail)
-        x_hat, _, _ = model.iterate(
-            x.detach(), y, L, n_iter=tail, create_graph=True, state=_detach(state)
-        )
-    loss = meta_loss(x_hat, x_gt, model.prior)
-    loss.total.mean().backward()
-    return type(loss)(*(t.detach() for t in loss))
-
-
-def default_config(n_sources=994):
-    """Return the configuration of the shipped default model (``"broad"``).
-
-    Sign-equivariant networks (odd prior, sign-invariant curvature inputs),
-    directional steps with ``gamma = 1`` from the sLORETA start, projection
-    onto the analytic bound, descent safeguard.
-
-    Parameters
-    ----------
-    n_sources : int
-        Number of sources.
-
-    Returns
-    -------
-    config : dict
-        For :meth:`mne_mmnet.MMNet.from_config`.
-    """
-    return dict(
-        prior=dict(n_sources=n_sources, hidden=(256, 128), odd=True),
-        curvature=dict(
-            n_sources=n_sources,
-            embed=64,
-            hidden=64,
-            kernel_size=3,
-            sign_invariant=True,
-        ),  # fmt: skip
-        lam=1.0,
-        gamma=1.0,
-        bound="analytic",
-        n_iter=10,
-        step="directional",
-        init="sloreta",
-        safeguard=True,
-        guarantee="checked",
-    )
 
 
 def _check_positive_int(value, name, *, allow_none=False, minimum=1):
