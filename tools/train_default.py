@@ -10,6 +10,21 @@ GPU (one device, about 10 minutes, weights written under OUT)::
 
 Resume on another machine from a committed weights-only checkpoint with
 ``--init-from path/to/model_best.pt`` (prior and curvature weights).
+
+The shipped default ``broad`` (session of 2026-12-02): 2,527 prior steps
+(95.6 min of CPU, most of it shared with other jobs), no bilevel step::
+
+    python tools/train_default.py --out pretrained_work/wide --minutes 16 \
+        --prior-steps 100000 --threads 1 --prior-hidden 1024,512
+    python tools/train_default.py --out pretrained_work/wide --minutes 73 \
+        --prior-steps 100000 --threads 2 --prior-hidden 1024,512
+    python tools/finish_default.py pretrained_work/wide \
+        --curvature-from <previous broad.pt, sha256 a4add3b0...> --n-iter 1,3,10
+    python tools/ship_default.py pretrained_work/wide
+
+(the run was created before the solver settings of
+:func:`mne_mmnet.training.default_config` changed; ``finish_default`` applies
+them). The prior phase depends on the wall time only through where it stops.
 """
 
 import argparse
@@ -27,6 +42,7 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--val-every", type=int, default=100)
+    parser.add_argument("--prior-val-every", type=int, default=500)
     parser.add_argument("--max-times", type=int, default=160)
     parser.add_argument("--prior-batch-size", type=int, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
@@ -65,6 +81,7 @@ def main():
         lr=args.lr,
         prior_steps=args.prior_steps,
         val_every=args.val_every,
+        prior_val_every=args.prior_val_every,
         ranges=dict(n_times=(32, args.max_times)),
         init_from=init,
         config=config,

@@ -51,7 +51,7 @@ class MMNetInverse:
                  device, reference, model_name):  # fmt: skip
         import torch
 
-        from ..solver.linear import linear_inverse_kernel
+        from ..solver.linear import linear_inverse_kernel, start_kernel_method
 
         self.model = net
         self.ch_names = list(ch_names)
@@ -66,7 +66,9 @@ class MMNetInverse:
         init = "sloreta" if net is None else net.init
         self.kernel = None
         if init != "random":
-            kernel = linear_inverse_kernel(self.L.double(), method=init)
+            kernel = linear_inverse_kernel(
+                self.L.double(), method=start_kernel_method(init)
+            )
             self.kernel = kernel.to(torch.float32)
 
     def __repr__(self):

@@ -50,6 +50,7 @@ def _solve_batch(inv, y, *, n_iter, seed):
     import torch
 
     from ..solver import solve_mm
+    from ..solver.linear import finish_start
 
     norms = np.linalg.norm(y.reshape(len(y), -1), axis=1)
     y_unit = y / norms[:, None, None]  # the energy is scale free
@@ -57,6 +58,9 @@ def _solve_batch(inv, y, *, n_iter, seed):
     x0 = None
     if inv.kernel is not None:
         x0 = torch.matmul(inv.kernel, y_t)
+        if inv.model is not None:
+            with torch.no_grad():
+                x0 = finish_start(x0, inv.model.init, inv.model.prior)
     settings = {}
     if inv.model is None:
         settings = dict(CLASSICAL_SETTINGS)

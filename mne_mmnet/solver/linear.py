@@ -129,12 +129,22 @@ def initial_estimate(y, L, *, init="random", seed=None, prior=None):
             shape, generator=gen, dtype=torch.float64, device=gen.device
         )
         return (RANDOM_START_SCALE * noise).to(device=y.device, dtype=y.dtype)
-    kernel = linear_inverse_kernel(L, method="sloreta" if init == "prior" else init)
+    kernel = linear_inverse_kernel(L, method=start_kernel_method(init))
     x0 = torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)
+    return finish_start(x0, init, prior)
+
+
+def start_kernel_method(init):
+    """The linear inverse a start is computed from ('mne' or 'sloreta')."""
+    return "sloreta" if init == "prior" else init
+
+
+def finish_start(x_linear, init, prior):
+    """The start from the linear estimate: itself, or the prior at it."""
     if init != "prior":
-        return x0
+        return x_linear
     if prior is None:
         raise ValueError("init='prior' needs the prior autoencoder (prior=).")
     from .objective import normalize_sources
 
-    return prior(normalize_sources(x0))
+    return prior(normalize_sources(x_linear))

@@ -261,6 +261,7 @@ def train_broad(
     prior_steps=600,
     prior_lr=1e-3,
     val_every=50,
+    prior_val_every=None,
     val_batches=12,
     checkpoint_minutes=3.0,
     jfb_last=2,
@@ -280,11 +281,10 @@ def train_broad(
     weights of a new run (its prior; its curvature too when configured
     alike). ``config`` (default :func:`~mne_mmnet.training.default_config`)
     builds the model; the prior's pretraining batches have
-    ``prior_batch_size`` samples (default ``2 * batch_size``). Returns the
-    path of ``model_best.pt``.
+    ``prior_batch_size`` samples (default ``2 * batch_size``). Validation
+    runs every ``val_every`` bilevel steps and, if given, every
+    ``prior_val_every`` prior steps. Returns the path of ``model_best.pt``.
     """
-    from tqdm.auto import tqdm
-
     from ..networks import MMNet
 
     args = dict(
@@ -292,6 +292,7 @@ def train_broad(
         prior_lr=prior_lr, val_every=val_every, val_batches=val_batches,
         jfb_last=jfb_last, ranges=dict(BROAD_BATCHES, **(ranges or {})),
         prior_batch_size=prior_batch_size or 2 * batch_size,
+        prior_val_every=prior_val_every, checkpoint_minutes=checkpoint_minutes,
     )  # fmt: skip
     config = default_config() if config is None else config
     with torch.random.fork_rng(devices=[]):
@@ -312,50 +313,85 @@ def train_broad(
         )  # fmt: skip
         for k in range(val_batches)
     ]
-    deadline = time.monotonic() + 60 * minutes
-    last_ckpt = time.monotonic()
-    prior_opt = run.prior_optimizer
-    bar = tqdm(desc="prior", total=prior_steps, initial=run.progress["prior_step"],
+    clock = _Clock(minutes, checkpoint_minutes)
+    draw = dict(ranges=ranges, dtype=dtype, device=device)
+    _prior_phase(run, val, clock, draw, progress)
+    if run.progress["prior_step"] >= prior_steps:
+        _bilevel_phase(run, val, clock, draw, progress, max_steps)
+    run.save()
+    return run.out_dir / "model_best.pt"
+
+
+class _Clock:
+    """Deadline of the call and the time of the last checkpoint."""
+
+    def __init__(self, minutes, checkpoint_minutes):
+        self.deadline = time.monotonic() + 60 * minutes
+        self.every = 60 * checkpoint_minutes
+        self.last = time.monotonic()
+
+    @property
+    def running(self):
+        return time.monotonic() < self.deadline
+
+    def maybe_save(self, run):
+        if time.monotonic() - self.last > self.every:
+            run.save()
+            self.last = time.monotonic()
+
+
+def _validate_and_keep(run, val, **where):
+    scores = _validate(run, val)
+    run.log(phase="validation", **where, **scores)
+    _keep_if_best(run, scores)
+    logger.info(f"{where}: {scores}")
+
+
+def _prior_phase(run, val, clock, draw, progress):
+    """Pretrain the prior; validate every ``prior_val_every`` steps and at the end."""
+    from tqdm.auto import tqdm
+
+    args, model = run.args, run.model
+    total, every = args["prior_steps"], args["prior_val_every"]
+    bar = tqdm(desc="prior", total=total, initial=run.progress["prior_step"],
                disable=not progress)  # fmt: skip
-    while run.progress["prior_step"] < prior_steps and time.monotonic() < deadline:
-        batch = draw_batch(
-            seed, -1 - run.progress["prior_step"], args["prior_batch_size"],
-            ranges=ranges,
-            dtype=dtype, device=device,
-        )  # fmt: skip
-        prior_opt.zero_grad(set_to_none=True)
-        gen = torch.Generator().manual_seed(
-            seed * 1_000_003 + run.progress["prior_step"]
-        )
+    while run.progress["prior_step"] < total and clock.running:
+        step = run.progress["prior_step"]
+        batch = draw_batch(args["seed"], -1 - step, args["prior_batch_size"], **draw)
+        run.prior_optimizer.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(args["seed"] * 1_000_003 + step)
         loss = _prior_step(run, batch, gen)
         if _finite_update(model.prior.parameters()):
-            prior_opt.step()
+            run.prior_optimizer.step()
         run.progress["prior_step"] += 1
         run.log(phase="prior", step=run.progress["prior_step"], loss=loss)
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}")
-        if time.monotonic() - last_ckpt > 60 * checkpoint_minutes:
-            run.save()
-            last_ckpt = time.monotonic()
+        if every and run.progress["prior_step"] % every == 0:
+            _validate_and_keep(run, val, step=0, prior_step=run.progress["prior_step"])
+        clock.maybe_save(run)
     bar.close()
-    if run.progress["step"] == 0 and run.progress["prior_step"] >= prior_steps:
-        scores = _validate(run, val)
-        run.log(phase="validation", step=0, **scores)
-        _keep_if_best(run, scores)
+    if run.progress["step"] == 0 and run.progress["prior_step"] >= total:
+        _validate_and_keep(run, val, step=0, prior_step=run.progress["prior_step"])
         run.save()
+
+
+def _bilevel_phase(run, val, clock, draw, progress, max_steps):
+    """JFB bilevel steps on fresh batches; validate every ``val_every`` steps."""
+    from tqdm.auto import tqdm
+
+    args, model = run.args, run.model
     bar = tqdm(desc="bilevel", initial=run.progress["step"], disable=not progress)
-    while time.monotonic() < deadline and run.progress["prior_step"] >= prior_steps:
+    while clock.running:
         if max_steps is not None and run.progress["step"] >= max_steps:
             break
-        batch = draw_batch(
-            seed, run.progress["step"], batch_size, ranges=ranges, dtype=dtype,
-            device=device,
-        )  # fmt: skip
+        batch = draw_batch(args["seed"], run.progress["step"], args["batch_size"],
+                           **draw)  # fmt: skip
         x0 = model.initial_estimate(batch["y"], batch["L"])
         run.optimizer.zero_grad(set_to_none=True)
         loss = meta_gradient_step(
             model, batch["y"], batch["L"], batch["x_gt"].to(x0), x0,
-            gradient="jfb", jfb_last=jfb_last,
+            gradient="jfb", jfb_last=args["jfb_last"],
         )  # fmt: skip
         if _finite_update(model.parameters()):
             run.optimizer.step()
@@ -364,14 +400,7 @@ def train_broad(
                 loss=float(loss.total.mean()), **batch["info"])  # fmt: skip
         bar.update()
         bar.set_postfix(loss=f"{float(loss.total.mean()):.3f}")
-        if run.progress["step"] % val_every == 0:
-            scores = _validate(run, val)
-            run.log(phase="validation", step=run.progress["step"], **scores)
-            _keep_if_best(run, scores)
-            logger.info(f"step {run.progress['step']}: {scores}")
-        if time.monotonic() - last_ckpt > 60 * checkpoint_minutes:
-            run.save()
-            last_ckpt = time.monotonic()
+        if run.progress["step"] % args["val_every"] == 0:
+            _validate_and_keep(run, val, step=run.progress["step"])
+        clock.maybe_save(run)
     bar.close()
-    run.save()
-    return run.out_dir / "model_best.pt"
