@@ -135,12 +135,12 @@ def initial_estimate(y, L, *, init="random", seed=None, prior=None):
 
 
 def start_kernel_method(init):
-    """The linear inverse a start is computed from ('mne' or 'sloreta')."""
+    """Return the linear inverse a start is computed from ("mne" or "sloreta")."""
     return "sloreta" if init == "prior" else init
 
 
 def finish_start(x_linear, init, prior):
-    """The start from the linear estimate: itself, or the prior at it."""
+    """Return the start from the linear estimate: itself, or the prior at it."""
     if init != "prior":
         return x_linear
     if prior is None:
