@@ -46,11 +46,18 @@ def test_shipped_models_are_sign_equivariant(name, fwd, evoked):
     _assert_flips(stc, stc_neg)
 
 
+def _narrow_default():
+    """The default configuration (start, metric, switches), a narrower prior."""
+    config = default_config()
+    config["prior"]["hidden"] = (128, 64)
+    return config
+
+
 def test_untrained_broad_architecture_is_sign_equivariant(fwd, evoked):
     """Any weights: the property comes from the architecture, not training."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(11)
-        net = MMNet.from_config(default_config())
+        net = MMNet.from_config(_narrow_default())
         with torch.no_grad():  # move off the initialisation (biases included)
             for p in net.parameters():
                 p.add_(0.05 * torch.randn_like(p))
@@ -63,7 +70,7 @@ def test_untrained_broad_architecture_is_sign_equivariant(fwd, evoked):
 
 def test_without_the_switches_the_sign_is_learned(fwd, evoked):
     """The same random networks without odd prior / invariant inputs differ."""
-    config = default_config()
+    config = _narrow_default()
     config["prior"]["odd"] = False
     config["curvature"]["sign_invariant"] = False
     with torch.random.fork_rng(devices=[]):
