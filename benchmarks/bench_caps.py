@@ -18,6 +18,7 @@ import torch
 
 import mne_mmnet
 from mne_mmnet.metrics import global_localization_error
+from mne_mmnet.problem import referenced_problem
 from mne_mmnet.simulation import simulate_broad
 from mne_mmnet.solver import initial_estimate
 
@@ -47,12 +48,8 @@ def _scores(info, fwd, n, seed):
     epochs = mne.EpochsArray(sim.eeg.astype(float), info, verbose=False)
     epochs.set_eeg_reference(projection=True, verbose=False)
     stcs = mne_mmnet.apply_mmnet_inverse_epochs(epochs, fwd, verbose=False)
-    y = torch.as_tensor(sim.eeg, dtype=torch.float64)
-    sloreta = initial_estimate(
-        y - y.mean(1, keepdim=True),
-        torch.as_tensor(gain - gain.mean(0)),
-        init="sloreta",
-    )
+    y, L = referenced_problem(sim.eeg, gain)
+    sloreta = initial_estimate(torch.as_tensor(y), torch.as_tensor(L), init="sloreta")
     rr = mne_mmnet.read_template_forward(verbose=False)["source_rr"]
     return [
         float(np.mean(global_localization_error(

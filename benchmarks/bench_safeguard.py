@@ -32,6 +32,7 @@ import torch
 import mne_mmnet
 from mne_mmnet.bench.methods import _baseline_files
 from mne_mmnet.pretrained import shipped_models
+from mne_mmnet.problem import average_reference
 
 OUT = Path(__file__).parent / "results" / "safeguard.md"
 TEST_SEED = 20240917  # the benchmark's held-out test seed
@@ -122,7 +123,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     mne.set_log_level("ERROR")
     fwd = mne_mmnet.read_template_forward()
-    gain = fwd["sol"]["data"] - fwd["sol"]["data"].mean(axis=0)
+    gain = average_reference(fwd["sol"]["data"], 0)
     sets = {
         f"sereega ({args.n_sereega} samples)": mne_mmnet.simulate_sereega(
             args.n_sereega, seed=TEST_SEED, snr_db=5.0, fwd=fwd
@@ -152,7 +153,7 @@ def main(argv=None):
         baselines = _baseline_files(args.baselines_dir)
     ratios = []
     for data_name, sim in sets.items():
-        y = sim.eeg - sim.eeg.mean(axis=1, keepdims=True)
+        y = average_reference(sim.eeg, 1)
         for name in shipped_models():
             _mmnet_rows(data_name, y, gain, name, rows, sim, fwd, adjacency)
             if not name.endswith("-unprojected"):

@@ -15,6 +15,7 @@ import torch
 from mne_mmnet.forward import read_template_adjacency, read_template_forward
 from mne_mmnet.metrics import evaluate
 from mne_mmnet.networks import SoftReLUAutoencoder
+from mne_mmnet.problem import average_reference
 from mne_mmnet.simulation import simulate_sereega
 from mne_mmnet.solver import (
     curvature_bound,
@@ -109,7 +110,7 @@ def tightness(L, n_points=8):
 def localisation_table(fwd, L, n_samples, n_iter):
     adjacency = read_template_adjacency()
     sim = simulate_sereega(n_samples, seed=123, snr_db=5.0, n_times=64, fwd=fwd)
-    eeg = sim.eeg - sim.eeg.mean(1, keepdims=True)
+    eeg = average_reference(sim.eeg, 1)
     configs = [
         ("MNE (linear start only)", dict(init="mne", n_iter=0)),
         ("sLORETA (linear start only)", dict(init="sloreta", n_iter=0)),

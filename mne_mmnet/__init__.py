@@ -14,6 +14,7 @@ The public API, by task:
   :mod:`mne_mmnet.baselines`, :mod:`mne_mmnet.learned_baselines`,
   :mod:`mne_mmnet.bench`;
 - figures: :func:`plot_source_estimate` (3-D, needs the ``viz`` extra),
+  :func:`template_subjects_dir` (for MNE's own ``stc.plot()``),
   :mod:`mne_mmnet.viz`.
 """
 
@@ -28,7 +29,8 @@ __getattr__, __dir__, _ = _lazy.attach(
     __name__,
     submodules=[
         "architectures", "baselines", "bench", "forward", "inverse",
-        "learned_baselines", "metrics", "networks", "pretrained", "simulation",
+        "learned_baselines", "metrics", "networks", "pretrained", "problem",
+        "simulation",
         "solver", "training", "utils", "viz", "viz_3d",
     ],
     submod_attrs={
@@ -48,7 +50,7 @@ __getattr__, __dir__, _ = _lazy.attach(
         "solver": ["solve_mm"],
         "training": ["train"],
         "utils": ["sys_info"],
-        "viz_3d": ["plot_source_estimate"],
+        "viz_3d": ["plot_source_estimate", "template_subjects_dir"],
     },
 )  # fmt: skip
 
@@ -76,5 +78,6 @@ __all__ = [
     "simulate_sereega",
     "solve_mm",
     "sys_info",
+    "template_subjects_dir",
     "train",
 ]

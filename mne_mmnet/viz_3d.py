@@ -65,11 +65,14 @@ def plot_source_estimate(
     offscreen : bool | None
         If True, draw into an off-screen buffer (no window; read the image
         with :meth:`mne.viz.Brain.screenshot` or
-        :meth:`mne.viz.Brain.save_image`). None (default) draws off screen
+        :meth:`mne.viz.Brain.save_image`); in a Jupyter kernel the image is
+        also shown in the cell's output. None (default) draws off screen
         when there is no display (Linux without ``DISPLAY`` or
-        ``WAYLAND_DISPLAY``) and the call does not come from a Jupyter kernel.
-        If False, the current MNE 3-D backend (see
-        :func:`mne.viz.set_3d_backend`) shows the figure as usual.
+        ``WAYLAND_DISPLAY``) or the call comes from a Jupyter kernel. If
+        False, the current MNE 3-D backend (see
+        :func:`mne.viz.set_3d_backend`) shows the figure as usual, e.g. an
+        interactive window, or in Jupyter MNE's ``"notebook"`` widget (which
+        needs the trame packages).
     %(verbose)s
     **kwargs
         Further arguments of :meth:`mne.SourceEstimate.plot` (``clim``,
@@ -105,9 +108,11 @@ def plot_source_estimate(
     a machine without X, setting the environment variable
     ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` before the first plot
     skips VTK's attempt to reach an X server (and its warning). The
-    interactive time viewer is not available off screen. In Jupyter, select
-    the notebook backend first (``mne.viz.set_3d_backend("notebook")``; its
-    interactive widget needs the trame packages).
+    interactive time viewer is not available off screen. In Jupyter the
+    default is a static image of the figure (it works headless, e.g. on a
+    remote server); for the interactive widget select the notebook backend
+    (``mne.viz.set_3d_backend("notebook")``, with the trame packages) and
+    pass ``offscreen=False``.
 
     The same figures can be made with MNE alone, e.g. in a notebook or a
     desktop session::
@@ -138,8 +143,9 @@ def plot_source_estimate(
         )
     stc = _to_template_vertices(stc, expand=expand)
     _check_import("pyvista")
+    in_jupyter = "ipykernel" in sys.modules
     if offscreen is None:
-        offscreen = not _has_display() and "ipykernel" not in sys.modules
+        offscreen = not _has_display() or in_jupyter
     if offscreen and kwargs.get("time_viewer", False) not in (False, "auto"):
         raise ValueError(
             "The interactive time viewer needs a window; got time_viewer="
@@ -178,7 +184,22 @@ def plot_source_estimate(
     )
     if not offscreen:
         return stc.plot(**plot_kwargs)
-    return _plot_offscreen(stc, plot_kwargs)
+    brain = _plot_offscreen(stc, plot_kwargs)
+    if in_jupyter:
+        _show_in_cell(brain)
+    return brain
+
+
+def _show_in_cell(brain):
+    """Show an off-screen figure as a PNG in the running Jupyter cell."""
+    import io
+
+    from IPython.display import Image, display
+    from matplotlib.image import imsave
+
+    buffer = io.BytesIO()
+    imsave(buffer, brain.screenshot(), format="png")
+    display(Image(data=buffer.getvalue()))
 
 
 def _to_template_vertices(stc, *, expand):
@@ -240,6 +261,53 @@ def _check_import(name):
             f"3-D source plots need {name}, which could not be imported ({exc}); "
             f"{_INSTALL_HINT}."
         ) from exc
+
+
+@verbose
+def template_subjects_dir(*, set_env=False, verbose=None):
+    """Return a subjects folder holding the ``fsaverage`` template, built once.
+
+    The folder is ``<MNE_DATA>/mne_mmnet_fsaverage5`` (``MNE_DATA`` is MNE's
+    config value, ``~/mne_data`` when unset); it is created from the
+    fsaverage5 meshes shipped by nilearn on first use and reused afterwards.
+
+    Parameters
+    ----------
+    set_env : bool
+        If True and the ``SUBJECTS_DIR`` environment variable is unset, set
+        it to this folder for the running process (nothing is written to
+        MNE's config file), so that MNE's own ``stc.plot()`` finds the
+        template without a ``subjects_dir`` argument. An existing
+        ``SUBJECTS_DIR`` is never replaced.
+    %(verbose)s
+
+    Returns
+    -------
+    subjects_dir : pathlib.Path
+        The folder; ``subjects_dir / "fsaverage"`` is the template subject.
+
+    Notes
+    -----
+    The estimates of :func:`mne_mmnet.apply_mmnet_inverse` use vertex
+    numbers of fsaverage5, which are the first vertices of every finer
+    fsaverage; a full FreeSurfer ``fsaverage`` in ``SUBJECTS_DIR`` plots
+    them at the same places.
+
+    Examples
+    --------
+    >>> subjects_dir = mne_mmnet.template_subjects_dir()  # doctest: +SKIP
+    >>> stc.plot(subjects_dir=subjects_dir, initial_time=0.1)  # doctest: +SKIP
+    """
+    _validate_type(set_env, bool, "set_env")
+    subjects_dir = _cached_subjects_dir()
+    if set_env:
+        current = os.environ.get("SUBJECTS_DIR")
+        if current is None:
+            os.environ["SUBJECTS_DIR"] = str(subjects_dir)
+            logger.info(f"SUBJECTS_DIR set to {subjects_dir} for this process")
+        elif Path(current).expanduser() != subjects_dir:
+            logger.info(f"SUBJECTS_DIR is already set ({current}); left as it is")
+    return subjects_dir
 
 
 def _cached_subjects_dir():

@@ -59,11 +59,19 @@ def test_invert_writes_stc(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model", ["classical"])
+@pytest.mark.parametrize("model", ["classical", None])
 def test_demo_runs(tmp_path, capsys, model):
-    assert main(["demo", "--model", model, "--out", str(tmp_path)]) == 0
+    """The README's first command: the untrained solver and the shipped default."""
+    from mne_mmnet.pretrained import DEFAULT_MODEL
+
+    choice = [] if model is None else ["--model", model]
+    assert main(["demo", *choice, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "LE (mm)" in out and "sLORETA" in out
+    label = "MM (classical)" if model else f"MM-Net ({DEFAULT_MODEL})"
+    row = next(line for line in out.splitlines() if line.startswith(label))
+    le, area = (float(v) for v in row[len(label) :].split()[:2])
+    assert 0 <= le < 200 and 0.5 < area <= 1
     image = matplotlib.image.imread(tmp_path / "demo.png")
     # a real figure, not a blank canvas
     assert image.shape[0] > 300 and image[..., :3].std() > 0.05

@@ -257,7 +257,7 @@ def test_bench_rows_from_a_folder(tmp_path):
     from mne_mmnet.bench import format_table, register_learned_baselines
     from mne_mmnet.bench import methods as bench_run
     from mne_mmnet.bench._cli import _runs_on
-    from mne_mmnet.inverse._run import _restore_scale
+    from mne_mmnet.problem import restore_scale
 
     fwd, _, _ = make_sphere_forward(40)
     n_src = fwd["sol"]["data"].shape[1]
@@ -282,7 +282,7 @@ def test_bench_rows_from_a_folder(tmp_path):
             # amplitudes restored like MM-Net's rows: refitting a L x to the
             # (average-referenced) data gives a = 1
             y = eeg - eeg.mean(axis=1, keepdims=True)
-            refit = _restore_scale(out.astype(np.float64), gain, y)
+            refit = restore_scale(out.astype(np.float64), gain, y)
             np.testing.assert_allclose(refit, out, rtol=1e-4, atol=1e-7)
             assert solver.settings["n_parameters"] > 0
         assert _runs_on(methods["Meta-Curvature (sereega)"], 16)

@@ -154,7 +154,7 @@ def test_every_way_of_running_a_model_agrees(fwd):
     benchmark's factory run a shipped model with the same settings."""
     from mne_mmnet import load_model, solve_mm
     from mne_mmnet.bench import make_method
-    from mne_mmnet.inverse._run import _restore_scale
+    from mne_mmnet.problem import restore_scale
 
     evoked = _evoked(n_times=32, seed=9)
     ref = apply_mmnet_inverse(evoked, fwd, "nmm", device="cpu").data
@@ -165,7 +165,7 @@ def test_every_way_of_running_a_model_agrees(fwd):
     L = fwd["sol"]["data"] - fwd["sol"]["data"].mean(0)
     x = solve_mm(y / np.linalg.norm(y), L, model=load_model("nmm", device="cpu"),
                  device="cpu")  # fmt: skip
-    direct = _restore_scale(np.asarray(x, float)[None], L, y[None])[0]
+    direct = restore_scale(np.asarray(x, float)[None], L, y[None])[0]
     bench = make_method("MM-Net (nmm)", fwd)(evoked.copy().apply_proj().data[None])[0]
     scale = np.abs(ref).max()
     for other in (prepared, direct, bench):

@@ -28,9 +28,39 @@ def test_tiny_run_writes_selected_weights_and_resumes_exactly(tmp_path):
     assert all("val_le" in e and "val_auc" in e for e in checks)
     # one step, stop, resume for the second: the same weights as straight through
     train_broad(tmp_path / "b", minutes=5, max_steps=1, **TINY)
+    # a step logged after the last checkpoint (a killed run) is redone once
+    with open(tmp_path / "b" / "train_log.jsonl", "a") as fid:
+        fid.write(json.dumps(dict(phase="bilevel", step=2, time=1e9)) + "\n")
     train_broad(tmp_path / "b", minutes=5, max_steps=2, **TINY)
     straight = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert straight["progress"]["step"] == resumed["progress"]["step"] == 2
+    text = (tmp_path / "b" / "train_log.jsonl").read_text()
+    entries = [(e["phase"], e["step"]) for e in map(json.loads, text.splitlines())]
+    assert sorted(entries) == sorted((e["phase"], e["step"]) for e in log)
     for key, value in straight["model"].items():
         torch.testing.assert_close(resumed["model"][key], value, rtol=1e-5, atol=1e-7)
+
+
+def test_carry_on_continues_counters_time_and_history(tmp_path):
+    """A weights-only resume: counters, time and validation history go on."""
+    best = train_broad(tmp_path / "a", minutes=5, max_steps=2, **TINY)
+    model = load_model(best, device="cpu")
+    done = model.metadata["progress"]
+    tiny = dict(TINY, prior_steps=4, val_every=100)
+    train_broad(tmp_path / "c", minutes=5, max_steps=done["step"] + 1,
+                init_from=model, carry_on=True, **tiny)  # fmt: skip
+    ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
+    assert ckpt["progress"]["prior_step"] == 4
+    assert ckpt["progress"]["step"] == done["step"] + 1
+    assert ckpt["progress"]["elapsed"] > done["elapsed"]
+    text = (tmp_path / "c" / "train_log.jsonl").read_text()
+    log = [json.loads(x) for x in text.splitlines()]
+    earlier = [e for e in log if e.get("earlier_run")]
+    assert earlier == [dict(e, earlier_run=True) for e in model.metadata["validation"]]
+    # the first check of the new run is at the counters it took over
+    new = [e for e in log if e["phase"] == "validation" and "earlier_run" not in e]
+    first = new[0]
+    assert (first["step"], first["prior_step"]) == (done["step"], done["prior_step"])
+    prior = [e["step"] for e in log if e["phase"] == "prior"]
+    assert prior == list(range(done["prior_step"] + 1, 5))

@@ -207,3 +207,29 @@ def test_missing_dependency_names_the_extra(template, module, monkeypatch, tmp_p
         plot_source_estimate(template[0], offscreen=True)
     # checked before the (slow) template subject is built under MNE_DATA
     assert not any(tmp_path.iterdir())
+
+
+def test_plain_stc_plot_finds_the_template(template, tmp_path, monkeypatch):
+    """template_subjects_dir(set_env=True): MNE's stc.plot() needs no argument."""
+    monkeypatch.setenv("MNE_DATA", str(tmp_path))
+    monkeypatch.delenv("SUBJECTS_DIR", raising=False)
+    monkeypatch.setenv("_MNE_FAKE_HOME_DIR", str(tmp_path))  # no user config
+    with pytest.raises(Exception, match="SUBJECTS_DIR"):
+        mne.utils.get_subjects_dir(raise_error=True)
+    subjects_dir = mne_mmnet.template_subjects_dir(set_env=True, verbose=False)
+    assert subjects_dir == tmp_path / "mne_mmnet_fsaverage5"
+    assert mne.utils.get_subjects_dir(raise_error=True) == subjects_dir
+    monkeypatch.setattr(pyvista, "OFF_SCREEN", True)
+    kwargs = {k: v for k, v in PLOT_KWARGS.items() if k != "size"}
+    with mne.viz.use_3d_backend("notebook"):
+        brain = mne_mmnet.expand_to_vertices(template[0]).plot(
+            time_viewer=False, brain_kwargs=dict(show=False), size=(300, 300),
+            verbose=False, **kwargs,
+        )  # fmt: skip
+        image = brain.screenshot()
+        brain.close()
+    assert _hot_pixels(image).mean() > 0.01
+    # an existing SUBJECTS_DIR is left alone
+    monkeypatch.setenv("SUBJECTS_DIR", str(tmp_path / "elsewhere"))
+    mne_mmnet.template_subjects_dir(set_env=True, verbose=False)
+    assert mne.utils.get_config("SUBJECTS_DIR") == str(tmp_path / "elsewhere")

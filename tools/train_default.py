@@ -9,7 +9,12 @@ GPU (one device, about 10 minutes, weights written under OUT)::
     python tools/train_default.py --out "$OUT/default" --minutes 9 --device cuda
 
 Resume on another machine from a committed weights-only checkpoint with
-``--init-from path/to/model_best.pt`` (prior and curvature weights).
+``--init-from path/to/model_best.pt`` (prior and curvature weights); add
+``--carry-on`` to continue its step counters, training time and validation
+history (optimiser state starts afresh)::
+
+    python tools/train_default.py --out pretrained_work/more --minutes 80 \
+        --prior-steps 100000 --prior-hidden 1024,512 --init-from broad --carry-on
 
 The shipped default ``broad`` (session of 2026-12-02): 2,527 prior steps
 (95.6 min of CPU, most of it shared with other jobs), no bilevel step::
@@ -40,6 +45,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--prior-lr", type=float, default=1e-3)
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--prior-val-every", type=int, default=500)
@@ -57,6 +63,12 @@ def main():
         "--init-from",
         default=None,
         help="model name or file whose weights seed a new run",
+    )
+    parser.add_argument(
+        "--carry-on",
+        action="store_true",
+        help="with --init-from: continue its step counters, time and "
+        "validation history (a weights-only resume)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,10 +92,12 @@ def main():
         batch_size=args.batch_size,
         lr=args.lr,
         prior_steps=args.prior_steps,
+        prior_lr=args.prior_lr,
         val_every=args.val_every,
         prior_val_every=args.prior_val_every,
         ranges=dict(n_times=(32, args.max_times)),
         init_from=init,
+        carry_on=args.carry_on,
         config=config,
         max_steps=args.max_steps,
         prior_batch_size=args.prior_batch_size,

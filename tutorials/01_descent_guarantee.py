@@ -18,13 +18,14 @@ import mne
 import numpy as np
 
 import mne_mmnet
+from mne_mmnet.problem import referenced_problem
 from mne_mmnet.viz import plot_convergence
 
 mne.set_log_level("WARNING")
 fwd = mne_mmnet.read_template_forward()
 sim = mne_mmnet.simulate_sereega(8, seed=11, snr_db=5.0, fwd=fwd)
-leadfield = fwd["sol"]["data"] - fwd["sol"]["data"].mean(axis=0)
-eeg = sim.eeg - sim.eeg.mean(axis=1, keepdims=True)
+# the set-up every part of the package uses: average-referenced data and gain
+eeg, leadfield = referenced_problem(sim.eeg, fwd["sol"]["data"])
 
 # %%
 # Run the pretrained model for 30 iterations (it was trained with 10) and

@@ -179,19 +179,21 @@ def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16, see
     """
     import torch
 
-    from ..inverse._run import _restore_scale
     from ..pretrained import load_model
+    from ..problem import average_reference, referenced_problem, restore_scale
     from ..utils import _get_device
 
     device = _get_device(device)
     net = load_model(path, device=device, verbose=False)
-    gain = np.asarray(fwd["sol"]["data"], np.float64)
-    gain = gain - gain.mean(axis=0, keepdims=True)  # average reference
-    L_t = torch.as_tensor(gain, dtype=torch.float32, device=device)
+    gain = fwd["sol"]["data"]
+    L_t = torch.as_tensor(
+        average_reference(np.asarray(gain, np.float64), 0),
+        dtype=torch.float32,
+        device=device,
+    )
 
     def solver(eeg, *, sfreq=None):
-        y = np.asarray(eeg, np.float64)
-        y = y - y.mean(axis=1, keepdims=True)
+        y, L = referenced_problem(eeg, gain)
         out = []
         with torch.no_grad():
             for start in range(0, len(y), batch_size):
@@ -200,7 +202,7 @@ def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16, see
                 )
                 out.append(net(y_t, L_t, n_iter=n_iter, seed=seed).cpu().numpy())
         x = np.concatenate(out).astype(np.float64)
-        return _restore_scale(x, gain, y).astype(np.float32)
+        return restore_scale(x, L, y).astype(np.float32)
 
     solver.settings = dict(
         model=str(path),

@@ -13,6 +13,8 @@ import logging
 import numpy as np
 from mne.utils import logger
 
+from ..problem import restore_scale
+
 #: recordings longer than this are solved in overlapping windows
 WINDOW_THRESHOLD = 2048
 #: window length and overlap (samples) of the windowed solve
@@ -34,15 +36,6 @@ def _progress(total, desc):
         total=total, desc=desc, unit="batch", leave=False,
         disable=logger.getEffectiveLevel() > logging.INFO or total <= 1,
     )  # fmt: skip
-
-
-def _restore_scale(x, leadfield, y):
-    """Least-squares amplitude ``a`` per sample so that ``a L x`` fits ``y``."""
-    pred = np.einsum("cs,bst->bct", leadfield, x)
-    num = np.einsum("bct,bct->b", pred, y)
-    den = np.einsum("bct,bct->b", pred, pred)
-    scale = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    return x * scale[:, np.newaxis, np.newaxis]
 
 
 def _solve_batch(inv, y, *, n_iter, seed):
@@ -72,7 +65,7 @@ def _solve_batch(inv, y, *, n_iter, seed):
         dtype="float32", return_trace=True, verbose=False, **settings,
     )  # fmt: skip
     x = x.double().cpu().numpy()
-    return _restore_scale(x, inv.leadfield, y), trace
+    return restore_scale(x, inv.leadfield, y), trace
 
 
 def _windows(n_times):

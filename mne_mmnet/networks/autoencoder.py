@@ -43,19 +43,100 @@ def _tap_grams(weight):
     return grams
 
 
+def _symbols(grams, omegas):
+    """Build the Hermitian ``P(w) = sum_{|d| < k} G_d exp(-i w d)``, one per ``w``.
+
+    With ``G_{-d} = G_d^T``: ``Re P = G_0 + sum_d cos(w d) (G_d + G_d^T)`` and
+    ``Im P = -sum_d sin(w d) (G_d - G_d^T)``.
+    """
+    if len(grams) == 1:
+        g0 = grams[0].to(torch.complex128)
+        return g0.expand(len(omegas), *g0.shape).clone()
+    lags = torch.arange(1, len(grams), dtype=torch.float64, device=omegas.device)
+    angle = omegas[:, None] * lags  # (n_w, k - 1)
+    sym = torch.stack([grams[d] + grams[d].T for d in range(1, len(grams))])
+    skew = torch.stack([grams[d] - grams[d].T for d in range(1, len(grams))])
+    real = grams[0] + torch.einsum("wd,dij->wij", torch.cos(angle), sym)
+    imag = -torch.einsum("wd,dij->wij", torch.sin(angle), skew)
+    return torch.complex(real, imag)
+
+
 def _max_gram_eig(grams, omegas, chunk=16):
-    """``max_w lambda_max(sum_d G_d exp(-i w d))`` over the given frequencies."""
-    out = []
-    g0 = grams[0].to(torch.complex128)
+    """Certified upper bound of ``max_w lambda_max(P(w))`` over the frequencies.
+
+    For each chunk of frequencies, a lower estimate from block power iteration
+    is inflated by 0.1 % and proved an upper bound by Cholesky factorisations
+    (:func:`_certify_below`; the inflation grows if the proof fails). This
+    costs a fraction of full eigendecompositions; the bound is at most 0.1 %
+    (in the squared norm) above the exact maximum when the estimate converged.
+    """
+    if len(grams) == 1:  # one tap: P = G_0 at every frequency
+        omegas = omegas[:1]
+    n = grams[0].shape[0]
+    bound = 0.0
     for start in range(0, len(omegas), chunk):
-        w = omegas[start : start + chunk].to(torch.complex128)
-        mats = g0.expand(len(w), *g0.shape).clone()
-        for d in range(1, len(grams)):
-            phase = torch.exp(-1j * w * d)[:, None, None]
-            gd = grams[d].to(torch.complex128)
-            mats += phase * gd + (phase * gd).conj().transpose(-2, -1)
-        out.append(torch.linalg.eigvalsh(mats)[:, -1])
-    return torch.cat(out).max().clamp_min(0)
+        mats = _symbols(grams, omegas[start : start + chunk])
+        estimate = max(float(_power_estimate(mats).max()), 1e-300)
+        for margin in (1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.256, 1.0):
+            if _certify_below(mats, estimate * (1 + margin)):
+                bound = max(bound, estimate * (1 + margin))
+                break
+        else:  # a poor estimate: take the exact spectra
+            top = float(torch.linalg.eigvalsh(mats)[:, -1].max().clamp_min(0))
+            bound = max(bound, top * (1 + 64 * n * _UNIT_ROUNDOFF))
+    return torch.tensor(bound, dtype=torch.float64)
+
+
+_UNIT_ROUNDOFF = 2.0**-53
+
+
+def _power_estimate(mats, *, block=4, check_every=4, max_iter=40, rtol=1e-6):
+    """Rayleigh-Ritz estimates ``<= lambda_max`` of each Hermitian matrix.
+
+    Block power iteration, stopped once the largest Ritz values change by
+    less than ``rtol`` (relative) between checks.
+    """
+    n = mats.shape[-1]
+    if n <= 4 * block:
+        return torch.linalg.eigvalsh(mats)[:, -1]
+    gen = torch.Generator(device=mats.device).manual_seed(0)
+    real = torch.randn(*mats.shape[:-1], block, 2, generator=gen, dtype=torch.float64,
+                       device=mats.device)  # fmt: skip
+    basis = torch.linalg.qr(torch.view_as_complex(real)).Q
+    previous = None
+    for it in range(1, max_iter + 1):
+        basis = torch.linalg.qr(mats @ basis).Q
+        if it % check_every == 0 or it == max_iter:
+            ritz = basis.conj().transpose(-2, -1) @ mats @ basis
+            top = torch.linalg.eigvalsh(ritz)[:, -1]  # never above lambda_max
+            if previous is not None and bool(
+                ((top - previous).abs() <= rtol * top.abs().clamp_min(1e-300)).all()
+            ):
+                break
+            previous = top
+    return top
+
+
+def _certify_below(mats, mu):
+    """Return True if ``lambda_max(A) < mu`` is proved for every matrix ``A``.
+
+    ``mu I - A`` is positive definite exactly when ``lambda_max(A) < mu``.
+    A floating-point Cholesky factorisation of ``B = mu I - A - c I`` that
+    succeeds gives ``R^H R = B - c I + E`` with
+    ``||E||_2 <= gamma_{n+1} n tr(B)`` (Demmel, 1989;
+    ``gamma_m = m u / (1 - m u)``, ``u`` the unit roundoff), so the shift
+    ``c = 2 gamma_{n+1} n tr(B)`` (doubled again for complex arithmetic)
+    makes ``B = R^H R + (c I - E)`` positive definite.
+    """
+    n = mats.shape[-1]
+    eye = torch.eye(n, dtype=mats.dtype, device=mats.device)
+    shifted = mu * eye - mats
+    trace = torch.diagonal(shifted, dim1=-2, dim2=-1).real.sum(-1).clamp_min(0)
+    gamma = (n + 1) * 2 * _UNIT_ROUNDOFF
+    gamma /= 1 - gamma
+    c = 4 * gamma * n * trace
+    _, info = torch.linalg.cholesky_ex(shifted - c[:, None, None] * eye)
+    return bool((info == 0).all())
 
 
 def conv_operator_norm(weight, n_times=None, *, n_grid=1024):
@@ -88,7 +169,7 @@ def conv_operator_norm(weight, n_times=None, *, n_grid=1024):
     ``max_m sigma_max(W_hat(2 pi m / M))`` with the symbol
     ``W_hat(w) = sum_t W_t exp(-i w t)``. When ``M = T + k - 1`` needs no more
     than ``n_grid + 1`` frequencies (a real kernel makes ``m`` and ``M - m``
-    equivalent) this maximum is computed exactly and returned.
+    equivalent) this maximum is bounded over those frequencies and returned.
 
     Otherwise a bound valid for every ``T`` is returned. With
     ``P(w) = W_hat(w)^H W_hat(w) = sum_{|d| < k} G_d exp(-i w d)`` and any unit
@@ -99,8 +180,17 @@ def conv_operator_norm(weight, n_times=None, *, n_grid=1024):
     ``h = pi / n_grid`` on ``[0, pi]`` (``P(-w) = conj(P(w))``), hence
     ``S <= max_grid + n S h / 2``, i.e. ``S <= max_grid / (1 - n h / 2)``. The
     bound is ``sqrt(S)``, at most ``1 / sqrt(1 - n pi / (2 n_grid))`` above
-    the supremum (1.0008 for kernel 3 and the default grid). Everything is
-    computed in float64 and inflated by ``1e-9`` relative to absorb rounding.
+    the supremum (1.0008 for kernel 3 and the default grid).
+
+    The largest eigenvalue of ``P(w)`` at each frequency is not computed by a
+    full eigendecomposition (minutes for 1,000-channel layers) but bounded:
+    block power iteration gives an estimate from below, which, inflated by
+    0.1 %, is proved to lie above the spectrum by a Cholesky factorisation
+    with a shift covering its rounding errors (the inflation grows if the
+    proof fails). The squared norm is thus at most 0.1 % (the norm 0.05 %)
+    above the maximum over the grid when the estimate converged. Everything
+    is computed in float64 and inflated by ``1e-9`` relative to absorb the
+    rounding of the Gram matrices.
     """
     _validate_type(weight, torch.Tensor, "weight")
     if weight.ndim != 3 or weight.shape[-1] % 2 != 1:

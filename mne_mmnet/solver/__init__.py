@@ -8,9 +8,10 @@ from .bounds import (
     leadfield_norm,
 )
 from .linear import initial_estimate, linear_inverse_kernel
-from .mm import MMTrace, mm_iterations
+from .mm import mm_iterations
 from .objective import Energy, cosine_similarity, energy, normalize_sources
 from .solve import solve_mm
+from .trace import MMTrace
 
 __all__ = [
     "CurvatureBound",

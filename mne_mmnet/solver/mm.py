@@ -1,7 +1,6 @@
 """Projected (learned or classical) MM iterations with a descent safeguard."""
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 from mne.utils import _check_option, _validate_type
@@ -16,116 +15,12 @@ from .bounds import (
 from .objective import _energy_and_grad, _sq_norm, normalize_sources
 from .precondition import PRECONDITIONERS, precondition
 from .segment import segment_curvature
+from .trace import MMTrace
 
 # smallest step multiplier the safeguard goes down to (2 ** -_MAX_HALVINGS)
 _MAX_HALVINGS = 30
 # cap of the directional step length, in units of the diagonal MM step
 _MAX_DIRECTIONAL_RATIO = 1e3
-
-
-@dataclass
-class MMTrace:
-    """Per-iteration diagnostics of :func:`~mne_mmnet.solver.mm_iterations`.
-
-    Attributes
-    ----------
-    total, fidelity, prior : tensor, shape (n_iter + 1, batch)
-        Energy of the iterates (row 0 is the start).
-    safeguard : tensor of bool, shape (n_iter, batch)
-        Where the proposed step would increase the energy. With the safeguard
-        on, these steps were rejected (the iterate was kept and the step
-        multiplier halved); with it off they were taken, so the row counts
-        the energy increases of the unguarded solver.
-    clip_upper, clip_lower : tensor, shape (n_iter, batch)
-        Fraction of entries of ``p_tilde`` clipped at ``nu_up`` / ``nu_low``
-        (0 without a learned curvature model or without projection).
-    step_ratio : tensor, shape (n_iter, batch)
-        ``|gamma * scale * t * p * g| / |x_i|`` of the accepted update (before
-        the energy-neutral rescaling to unit RMS; 0 when rejected).
-    step_scale : tensor, shape (n_iter, batch)
-        Safeguard multiplier applied to the proposed step (1 = full step).
-    nu_up : tensor, shape (n_iter, batch)
-        Upper projection bound (NaN with ``bound=None``).
-    certified : tensor of bool, shape (n_iter, batch)
-        Accepted steps whose descent is proved by a quadratic majorant valid
-        on the whole segment they move along
-        (:func:`mne_mmnet.solver.segment.segment_curvature`):
-        ``g.D >= M |D|^2 / 2``.
-    decrease_rate, majorant_curvature : tensor, shape (n_iter, batch)
-        ``g.D`` and ``M |D|^2`` of the proposed step ``D``: the majorant is
-        ``u(x) - t g.D + t^2 M |D|^2 / 2`` on ``t in [0, 1]``.
-
-    Notes
-    -----
-    Every step is one of: *certified* (see above), *checked* (accepted only
-    because its energy was evaluated and did not rise: no majorant covers
-    it) or *rejected* (its energy would rise; the iterate was kept). See
-    :attr:`step_labels`.
-    """
-
-    total: object
-    fidelity: object
-    prior: object
-    safeguard: object
-    clip_upper: object
-    clip_lower: object
-    step_ratio: object
-    step_scale: object
-    nu_up: object
-    certified: object = None
-    decrease_rate: object = None
-    majorant_curvature: object = None
-
-    def to_numpy(self):
-        """Return a copy whose fields are numpy arrays."""
-        return MMTrace(
-            **{
-                f.name: None
-                if getattr(self, f.name) is None
-                else getattr(self, f.name).detach().cpu().numpy()
-                for f in fields(self)
-            }
-        )
-
-    @property
-    def step_labels(self):
-        """Fractions of steps that were certified, checked and rejected.
-
-        Returns
-        -------
-        fractions : dict
-            ``{"certified", "checked", "rejected"}`` over all (iteration,
-            sample) steps; they sum to 1. Without the safeguard, rising
-            steps are taken and counted as rejected (they would have been).
-        """
-        rejected = _as_float(self.safeguard)
-        certified = _as_float(self.certified) if self.certified is not None else None
-        n = rejected.size
-        if n == 0:
-            return dict(certified=0.0, checked=0.0, rejected=0.0)
-        rej = float(rejected.mean())
-        cert = 0.0 if certified is None else float((certified * (1 - rejected)).mean())
-        return dict(certified=cert, checked=1.0 - rej - cert, rejected=rej)
-
-    @property
-    def safeguard_rate(self):
-        """Fraction of (iteration, sample) steps that would increase the energy.
-
-        With the safeguard on this is its firing rate; with it off, the rate
-        of energy increases the solver let through.
-        """
-        fired = self.safeguard
-        if isinstance(fired, torch.Tensor):
-            return float(fired.float().mean()) if fired.numel() else 0.0
-        return float(fired.mean()) if fired.size else 0.0
-
-
-def _as_float(t):
-    if isinstance(t, torch.Tensor):
-        return t.detach().double().cpu().numpy()
-    import numpy as np
-
-    return np.asarray(t, dtype=float)
 
 
 def _bcast(t):
@@ -288,6 +183,80 @@ def mm_iterations(
     differentiable (``create_graph=True``); the bounds and the directional
     length ``t`` are treated as constants.
     """
+    _check_settings(bound, step, gamma, curvature, prior, guarantee, preconditioner)
+    lam = float(lam)
+    generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
+    L_norm = leadfield_norm(L).to(x0.device)
+    layer_norms = None
+    if prior is not None and hasattr(prior, "operator_norms"):
+        layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, x0.dtype)
+    x = normalize_sources(x0)
+    if not create_graph:
+        x = x.detach()
+    terms, grad, state, _ = _energy_and_grad(
+        x, y, L, prior, lam, create_graph=create_graph
+    )
+    cur_state = curvature_state
+    if curvature is not None and cur_state is None:
+        cur_state = curvature.init_state(x)
+    scale = x.new_ones(x.shape[0])
+    record = _Record(terms)
+    for _ in range(n_iter):
+        x_const = x.detach()
+        if bound == "analytic":
+            mu_data, mu_prior = _analytic_bound(
+                x_const, L, L_norm, prior, state, layer_norms, tikhonov
+            )
+            nu_up = 1.0 / (mu_data + lam * mu_prior)
+        elif bound == "hvp":
+            tiny = torch.finfo(x.dtype).tiny
+            nu_up = 1.0 / _hvp_lambda_max(
+                x_const, y, L, prior, lam, n_power_iter, generator
+            ).clamp_min(tiny)
+        else:
+            nu_up = None
+        p, cur_state = _projected_curvature(
+            curvature, grad, x, cur_state, nu_up, nu_low_ratio, record
+        )
+        direction = precondition(
+            p, grad, L, kind=preconditioner, reg=preconditioner_reg
+        )
+        length = _step_length(step, gamma, scale, x_const, y, L, prior, lam, grad,
+                              direction)  # fmt: skip
+        update = _bcast(scale * length) * direction
+        update, rate, curv = _segment_majorant(
+            x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
+            certify=guarantee == "certified",
+        )  # fmt: skip
+        candidate = normalize_sources(x - update)
+        new_terms, new_grad, new_state, _ = _energy_and_grad(
+            candidate, y, L, prior, lam, create_graph=create_graph
+        )
+        descends = new_terms.total <= terms.total
+        moves = rate > 0  # a certified step of length 0 is not a step
+        accept = descends & moves if safeguard else torch.ones_like(descends)
+        record.step(accept, moves, descends, rate, curv, update, x_const, scale,
+                    nu_up)  # fmt: skip
+        acc = _bcast(accept)
+        x = torch.where(acc, candidate, x)
+        grad = torch.where(acc, new_grad, grad)
+        terms = type(terms)(
+            *(torch.where(accept, a, b) for a, b in zip(new_terms, terms))
+        )
+        state = _keep_accepted_state(acc, new_state, state)
+        scale = torch.where(
+            accept,
+            (2 * scale).clamp(max=1.0),
+            (scale / 2).clamp(min=2.0**-_MAX_HALVINGS),
+        )
+        record.energies(terms)
+    trace = record.trace(n_iter)
+    if return_state:
+        return x, trace, cur_state
+    return x, trace
+
+
+def _check_settings(bound, step, gamma, curvature, prior, guarantee, preconditioner):
     _check_option("bound", bound, ("analytic", "hvp", None))
     _check_option("step", step, ("diagonal", "directional"))
     _validate_type(gamma, "numeric", "gamma")
@@ -300,150 +269,103 @@ def mm_iterations(
         )
     if bound == "analytic" and prior is not None:
         _check_analytic_prior(prior)
-    lam = float(lam)
-    dtype = x0.dtype
-    tiny = torch.finfo(dtype).tiny
-    generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
     _check_option("guarantee", guarantee, ("checked", "certified"))
     _check_option("preconditioner", preconditioner, PRECONDITIONERS)
-    L_norm = leadfield_norm(L).to(x0.device)
-    layer_norms = None
-    if prior is not None and hasattr(prior, "operator_norms"):
-        layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, dtype)
-    x = normalize_sources(x0)
-    if not create_graph:
-        x = x.detach()
-    terms, grad, state, _ = _energy_and_grad(
-        x, y, L, prior, lam, create_graph=create_graph
+
+
+def _projected_curvature(curvature, grad, x, cur_state, nu_up, nu_low_ratio, record):
+    """``p = clip(p_tilde, nu_low, nu_up)`` (learned) or ``p = nu_up`` (classical)."""
+    zeros = x.new_zeros(x.shape[0])
+    if curvature is None:
+        record.clips(zeros, zeros)
+        return _bcast(nu_up), cur_state
+    extra = {}
+    if getattr(curvature, "accepts_bound", False):
+        extra["nu_up"] = None if nu_up is None else nu_up.detach()
+    p_tilde, cur_state = curvature(grad, x, cur_state, **extra)
+    if nu_up is None:  # R-MM-Net: no projection
+        record.clips(zeros, zeros)
+        return p_tilde, cur_state
+    upper = _bcast(nu_up)
+    lower = nu_low_ratio * upper
+    record.clips(
+        (p_tilde >= upper).flatten(1).float().mean(1),
+        (p_tilde <= lower).flatten(1).float().mean(1),
     )
-    cur_state = curvature_state
-    if curvature is not None and cur_state is None:
-        cur_state = curvature.init_state(x)
-    batch = x.shape[0]
-    scale = x.new_ones(batch)
-    min_scale = 2.0**-_MAX_HALVINGS
-    rec = {
-        name: []
-        for name in (
-            "safeguard",
-            "clip_upper",
-            "clip_lower",
-            "step_ratio",
-            "step_scale",
-            "nu_up",
-            "certified",
-            "decrease_rate",
-            "majorant_curvature",
+    return torch.minimum(torch.maximum(p_tilde, lower), upper), cur_state
+
+
+def _step_length(step, gamma, scale, x, y, L, prior, lam, grad, direction):
+    """``gamma`` (diagonal) or ``gamma (g.d) / (d'Hd)`` (directional), per sample."""
+    if step != "directional":
+        return torch.full_like(scale, gamma)
+    tiny = torch.finfo(x.dtype).tiny
+    g_dot_d = (grad * direction).detach().flatten(1).sum(1)
+    d_h_d = _directional_curvature(x, y, L, prior, lam, direction)
+    # 1-D MM step along d; 1 would be the diagonal step
+    ratio = g_dot_d / d_h_d.clamp_min(tiny)
+    ratio = torch.where(d_h_d > 0, ratio, torch.full_like(ratio, math.inf))
+    return gamma * ratio.clamp(max=_MAX_DIRECTIONAL_RATIO)
+
+
+def _keep_accepted_state(acc, new_state, state):
+    """Keep the prior's forward state of the accepted iterate, per sample."""
+    if state is None or new_state is None:
+        return state
+    return type(state)(
+        *(
+            torch.where(acc, a, b)
+            if isinstance(a, torch.Tensor)
+            else None
+            if a is None or b is None
+            else [torch.where(_rows(acc, c), c, d) for c, d in zip(a, b)]
+            for a, b in zip(new_state, state)
         )
-    }
-    energies = [[t.detach()] for t in terms]
-    for _ in range(n_iter):
-        x_const = x.detach()
-        if bound == "analytic":
-            mu_data, mu_prior = _analytic_bound(
-                x_const, L, L_norm, prior, state, layer_norms, tikhonov
-            )
-            nu_up = 1.0 / (mu_data + lam * mu_prior)
-        elif bound == "hvp":
-            nu_up = 1.0 / _hvp_lambda_max(
-                x_const, y, L, prior, lam, n_power_iter, generator
-            ).clamp_min(tiny)
-        else:
-            nu_up = None
-        if curvature is not None:
-            extra = {}
-            if getattr(curvature, "accepts_bound", False):
-                extra["nu_up"] = None if nu_up is None else nu_up.detach()
-            p_tilde, cur_state = curvature(grad, x, cur_state, **extra)
-            if nu_up is not None:
-                upper = _bcast(nu_up)
-                lower = nu_low_ratio * upper
-                p = torch.minimum(torch.maximum(p_tilde, lower), upper)
-                rec["clip_upper"].append((p_tilde >= upper).flatten(1).float().mean(1))
-                rec["clip_lower"].append((p_tilde <= lower).flatten(1).float().mean(1))
-            else:
-                p = p_tilde
-        else:
-            p = _bcast(nu_up)
-        if curvature is None or nu_up is None:
-            rec["clip_upper"].append(x.new_zeros(batch))
-            rec["clip_lower"].append(x.new_zeros(batch))
-        direction = precondition(
-            p, grad, L, kind=preconditioner, reg=preconditioner_reg
-        )
-        if step == "directional":
-            g_dot_d = (grad * direction).detach().flatten(1).sum(1)
-            d_h_d = _directional_curvature(x_const, y, L, prior, lam, direction)
-            # 1-D MM step along d; 1 would be the diagonal step
-            ratio = g_dot_d / d_h_d.clamp_min(tiny)
-            ratio = torch.where(d_h_d > 0, ratio, torch.full_like(ratio, math.inf))
-            length = gamma * ratio.clamp(max=_MAX_DIRECTIONAL_RATIO)
-        else:
-            length = torch.full_like(scale, gamma)
-        update = _bcast(scale * length) * direction
-        update, rate, curv = _segment_majorant(
-            x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
-            certify=guarantee == "certified",
-        )  # fmt: skip
-        candidate = normalize_sources(x - update)
-        new_terms, new_grad, new_state, _ = _energy_and_grad(
-            candidate, y, L, prior, lam, create_graph=create_graph
-        )
-        descends = new_terms.total <= terms.total
-        moves = rate > 0  # a certified step of length 0 is not a step
-        if safeguard:
-            accept = descends & moves
-        else:
-            accept = torch.ones_like(descends)
-        rec["certified"].append(accept & moves & (rate >= 0.5 * curv))
-        rec["decrease_rate"].append(rate)
-        rec["majorant_curvature"].append(curv)
-        acc = _bcast(accept)
-        rec["step_ratio"].append(
-            torch.where(
-                accept,
-                torch.sqrt(_sq_norm(update.detach()) / _sq_norm(x_const)),
-                torch.zeros_like(scale),
-            )
-        )
-        rec["step_scale"].append(scale.clone())
-        rec["safeguard"].append(~descends)
-        rec["nu_up"].append(
+    )
+
+
+class _Record:
+    """Collects the per-iteration rows of :class:`MMTrace`."""
+
+    _ROWS = ("safeguard", "clip_upper", "clip_lower", "step_ratio", "step_scale",
+             "nu_up", "certified", "decrease_rate", "majorant_curvature")  # fmt: skip
+
+    def __init__(self, terms):
+        self.rows = {name: [] for name in self._ROWS}
+        self.energy_rows = [[t.detach()] for t in terms]
+        self.batch = terms.total.shape[0]
+        self.like = terms.total
+
+    def clips(self, upper, lower):
+        self.rows["clip_upper"].append(upper)
+        self.rows["clip_lower"].append(lower)
+
+    def step(self, accept, moves, descends, rate, curv, update, x, scale, nu_up):
+        rows = self.rows
+        rows["certified"].append(accept & moves & (rate >= 0.5 * curv))
+        rows["decrease_rate"].append(rate)
+        rows["majorant_curvature"].append(curv)
+        size = torch.sqrt(_sq_norm(update.detach()) / _sq_norm(x))
+        rows["step_ratio"].append(torch.where(accept, size, torch.zeros_like(scale)))
+        rows["step_scale"].append(scale.clone())
+        rows["safeguard"].append(~descends)
+        rows["nu_up"].append(
             nu_up.detach() if nu_up is not None else torch.full_like(scale, math.nan)
         )
-        x = torch.where(acc, candidate, x)
-        grad = torch.where(acc, new_grad, grad)
-        terms = type(terms)(
-            *(torch.where(accept, a, b) for a, b in zip(new_terms, terms))
-        )
-        if state is not None and new_state is not None:
-            state = type(state)(
-                *(
-                    torch.where(acc, a, b)
-                    if isinstance(a, torch.Tensor)
-                    else None
-                    if a is None or b is None
-                    else [torch.where(_rows(acc, c), c, d) for c, d in zip(a, b)]
-                    for a, b in zip(new_state, state)
-                )
-            )
-        scale = torch.where(
-            accept, (2 * scale).clamp(max=1.0), (scale / 2).clamp(min=min_scale)
-        )
-        for store, t in zip(energies, terms):
+
+    def energies(self, terms):
+        for store, t in zip(self.energy_rows, terms):
             store.append(t.detach())
-    trace = MMTrace(
-        total=torch.stack(energies[0]),
-        fidelity=torch.stack(energies[1]),
-        prior=torch.stack(energies[2]),
-        **{
-            k: (torch.stack(v) if v else x.new_zeros((0, batch)))
-            for k, v in rec.items()
-        },
-    )
-    if n_iter == 0:
-        trace.safeguard = trace.safeguard.bool()
-        trace.certified = trace.certified.bool()
-    if return_state:
-        return x, trace, cur_state
-    return x, trace
+
+    def trace(self, n_iter):
+        empty = self.like.new_zeros((0, self.batch))
+        trace = MMTrace(
+            total=torch.stack(self.energy_rows[0]),
+            fidelity=torch.stack(self.energy_rows[1]),
+            prior=torch.stack(self.energy_rows[2]),
+            **{k: (torch.stack(v) if v else empty) for k, v in self.rows.items()},
+        )
+        if n_iter == 0:
+            trace.safeguard = trace.safeguard.bool()
+            trace.certified = trace.certified.bool()
+        return trace

@@ -135,7 +135,8 @@ def solve_mm(
     ``bound='analytic'`` and no learned curvature, ``p = nu_up`` is the
     classical step with the (pointwise) bound of Proposition 1. Every step is
     labelled certified, checked or rejected (see
-    :attr:`MMTrace.step_labels`): a step that would increase the energy is
+    :attr:`~mne_mmnet.solver.MMTrace.step_labels`): a step that would increase
+    the energy is
     rejected for that sample and its multiplier halved (restored by doubling
     after accepted steps), so the energy never increases; only steps under a
     majorant valid on their whole segment count as certified. The one

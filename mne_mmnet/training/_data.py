@@ -121,10 +121,6 @@ def _random_starts(indices, shape, seed, stream, *, dtype, device):
     return (RANDOM_START_SCALE * torch.stack(starts)).to(device)
 
 
-def _average_reference(t, dim):
-    return t - t.mean(dim=dim, keepdim=True)
-
-
 def _get_leadfield(leadfield, n_channels, n_sources):
     """Leadfield as float64 array, template by default, checked against data."""
     if leadfield is None:

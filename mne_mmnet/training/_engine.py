@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 
 from ..architectures import build_model
 from ..networks.base import LearnedSolver
+from ..problem import average_reference
 from ._data import (
     _as_dataset,
-    _average_reference,
     _crop,
     _get_leadfield,
     _random_starts,
@@ -153,7 +153,7 @@ def _metrics(x_hat, sim, idx, positions, adjacency):
 
 
 def _prepare(eeg, sources, L_t):
-    y = _average_reference(eeg.to(L_t), dim=1)
+    y = average_reference(eeg.to(L_t), 1)
     return y, sources.to(L_t)
 
 
@@ -193,7 +193,7 @@ def _train(
     dataset = _as_dataset(data)
     _, eeg0, src0 = dataset[0]
     L = _get_leadfield(leadfield, eeg0.shape[0], src0.shape[0])
-    L_t = torch.as_tensor(L - L.mean(axis=0, keepdims=True), dtype=dtype, device=device)
+    L_t = torch.as_tensor(average_reference(L, 0), dtype=dtype, device=device)
     ckpt_file = out_dir / _CHECKPOINT
     checkpoint = None
     if resume and ckpt_file.exists():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from mne.utils import logger
 
-from ._data import _average_reference
+from ..problem import average_reference
 from ._steps import default_config, meta_gradient_step
 from .losses import meta_loss
 
@@ -81,8 +81,8 @@ def draw_batch(
         leadfield=leadfield, spike_banks=spike_banks, verbose=False,
     )  # fmt: skip
     y = torch.as_tensor(sim.eeg[:, channels], dtype=torch.float64)
-    y = _average_reference(y, 1).to(dtype)
-    L = _average_reference(torch.as_tensor(template[channels]), 0).to(dtype)
+    y = average_reference(y, 1).to(dtype)
+    L = average_reference(torch.as_tensor(template[channels]), 0).to(dtype)
     info = dict(
         sfreq=sfreq, n_times=n_times, baseline=baseline, variant=variant,
         n_channels=len(channels),
@@ -161,6 +161,10 @@ class _Run:
         self.prior_optimizer.load_state_dict(ckpt["prior_optimizer"])
         self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
         self.progress.update(ckpt["progress"])
+        # entries logged after the checkpoint are redone by this run
+        kept = [h for h in self.history() if h["time"] <= self.elapsed0]
+        lines = "".join(json.dumps(h) + "\n" for h in kept)
+        (self.out_dir / _LOG).write_text(lines)
         logger.info(f"Resumed at {self.progress}")
         return True
 
@@ -250,6 +254,27 @@ def _warm_start(model, init):
     logger.info("Warm start from the given model's weights")
 
 
+def _carry_on(run, init):
+    """Take over the step counters, time and validation history of ``init``.
+
+    For a run continued from a weights-only file (a shipped model or a
+    snapshot): the optimisers start afresh, everything else counts on.
+    """
+    meta = getattr(init, "metadata", None) or {}
+    done = meta.get("progress")
+    if not done:
+        raise ValueError(
+            "carry_on=True needs a model file whose metadata holds the progress "
+            "of its run (a model saved by train_broad or tools/ship_default.py)"
+        )
+    run.progress.update(step=int(done["step"]), prior_step=int(done["prior_step"]))
+    run.elapsed0 = float(done.get("elapsed", 0.0))
+    for entry in meta.get("validation", []):
+        with open(run.out_dir / _LOG, "a") as fid:
+            fid.write(json.dumps(dict(entry, earlier_run=True)) + "\n")
+    logger.info(f"Carrying on from {run.progress} after {run.elapsed0 / 60:.1f} min")
+
+
 def train_broad(
     out_dir,
     *,
@@ -266,6 +291,7 @@ def train_broad(
     checkpoint_minutes=3.0,
     jfb_last=2,
     init_from=None,
+    carry_on=False,
     config=None,
     prior_batch_size=None,
     ranges=None,
@@ -279,11 +305,14 @@ def train_broad(
     steps); the run resumes from
     ``out_dir/checkpoint.pt`` when present. ``init_from`` (a model) seeds the
     weights of a new run (its prior; its curvature too when configured
-    alike). ``config`` (default :func:`~mne_mmnet.training.default_config`)
-    builds the model; the prior's pretraining batches have
-    ``prior_batch_size`` samples (default ``2 * batch_size``). Validation
-    runs every ``val_every`` bilevel steps and, if given, every
-    ``prior_val_every`` prior steps. Returns the path of ``model_best.pt``.
+    alike); with ``carry_on=True`` the new run also continues its step
+    counters, training time and validation history (from the model file's
+    metadata) and validates once before its first step. ``config``
+    (default :func:`~mne_mmnet.training.default_config`) builds the model;
+    the prior's pretraining batches have ``prior_batch_size`` samples
+    (default ``2 * batch_size``). Validation runs every ``val_every``
+    bilevel steps and, if given, every ``prior_val_every`` prior steps.
+    Returns the path of ``model_best.pt``.
     """
     from ..networks import MMNet
 
@@ -300,8 +329,11 @@ def train_broad(
         model = MMNet.from_config(config)
     model = model.to(device=device, dtype=dtype)
     run = _Run(out_dir, model, lr, args)
-    if not run.restore() and init_from is not None:
+    fresh = not run.restore()
+    if fresh and init_from is not None:
         _warm_start(model, init_from)
+        if carry_on:
+            _carry_on(run, init_from)
     val = [
         draw_batch(
             seed + _VAL_SEED_OFFSET,
@@ -315,6 +347,10 @@ def train_broad(
     ]
     clock = _Clock(minutes, checkpoint_minutes)
     draw = dict(ranges=ranges, dtype=dtype, device=device)
+    if fresh and carry_on:
+        where = dict(step=run.progress["step"], prior_step=run.progress["prior_step"])
+        _validate_and_keep(run, val, **where)
+        run.save()
     _prior_phase(run, val, clock, draw, progress)
     if run.progress["prior_step"] >= prior_steps:
         _bilevel_phase(run, val, clock, draw, progress, max_steps)
