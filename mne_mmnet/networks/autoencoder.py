@@ -322,14 +322,15 @@ class SoftReLUAutoencoder(nn.Module):
 
         ``z_1 = x`` and ``z_l`` is the input of the l-th SoftReLU.
         """
-        phi, pre, _ = self._forward_all(x)
+        phi, pre, _ = self.forward_with_activations(x)
         return phi, pre
 
-    def _forward_all(self, x):
-        """``Phi(x)``, pre-activations ``[z_l]`` and activations ``[a_l]``.
+    def forward_with_activations(self, x):
+        """Return ``Phi(x)``, pre-activations ``[z_l]`` and activations ``[a_l]``.
 
-        For an odd prior, pre-activations and activations stack the passes on
-        ``x`` and on ``-x`` (2 x batch rows).
+        The solver's energy, gradient and curvature bound reuse these (one
+        forward pass per iterate). For an odd prior, pre-activations and
+        activations stack the passes on ``x`` and on ``-x`` (2 x batch rows).
         """
         z = torch.cat([x, -x]) if self.odd else x
         pre, acts = [], []

@@ -97,8 +97,8 @@ def _check_problem(x, y, L):
 
 def _forward_prior(prior, z, keep):
     """Run ``prior`` on ``z``: Phi, pre-activations and activations (or None)."""
-    if keep and hasattr(prior, "_forward_all"):
-        return prior._forward_all(z)
+    if keep and hasattr(prior, "forward_with_activations"):
+        return prior.forward_with_activations(z)
     if keep and hasattr(prior, "forward_with_preactivations"):
         return (*prior.forward_with_preactivations(z), None)
     return prior(z), None, None

@@ -1,7 +1,7 @@
 """What the training loops share: the bilevel step, the default config, files.
 
-A leaf of :mod:`mne_mmnet.training`: :mod:`.loop`, :mod:`._engine` and
-:mod:`.broad` import it, it imports none of them.
+A leaf of :mod:`mne_mmnet.training`: :mod:`.loop`, :mod:`._engine`,
+:mod:`._session` and :mod:`.broad` import it, it imports none of them.
 """
 
 from collections import namedtuple

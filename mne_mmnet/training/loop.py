@@ -203,7 +203,7 @@ def train(
     device = _get_device(device)
     ctx = setup_distributed(device)
     try:
-        from ._engine import _train
+        from ._session import _train
 
         return _train(
             data,
