@@ -27,7 +27,7 @@ docdict["seed"] = """seed : int | None
 
 docdict["n_iter"] = """n_iter : int | None
     Number of MM iterations (1 to 10,000); ``None`` uses the model's own
-    setting (10 for the shipped models)."""
+    setting (3 for ``"broad"``, 10 for the Table I replicas)."""
 
 
 def _indent(text, indent):

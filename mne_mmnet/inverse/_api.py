@@ -34,6 +34,8 @@ def apply_mmnet_inverse(
 ):
     """Estimate cortical sources of an Evoked with MM-Net.
 
+    The method is MM-Net :footcite:`TranEtAl2026`.
+
     Parameters
     ----------
     evoked : mne.Evoked
@@ -94,9 +96,7 @@ def apply_mmnet_inverse(
 
     References
     ----------
-    .. [1] Tran L. M. T., Reynaud S., Fablet R., Merlini A., Rousseau F., Pham
-       M. Q. (2026). Majorization-Minimization Networks for Inverse Problems:
-       An Application to EEG Imaging. arXiv:2602.03855v2.
+    .. footbibliography::
     """
     _validate_type(evoked, Evoked, "evoked", "mne.Evoked")
     inv = _operator_for(evoked.info, fwd, model, device, "evoked")

@@ -217,6 +217,8 @@ class _EmbeddingSolver(LearnedSolver):
 class OPTEnet(_EmbeddingSolver):
     """OPTEnet: gradient descent in a learned over-complete embedding.
 
+    After :footcite:t:`EliasofEtAl`.
+
     Parameters
     ----------
     n_sources : int
@@ -241,14 +243,15 @@ class OPTEnet(_EmbeddingSolver):
 
     References
     ----------
-    .. [1] Eliasof M, Haber E, Treister E. Over-complete embedding solvers
-       for inverse problems (OPTEnet, EUnet).
+    .. footbibliography::
     """
 
 
 @register_architecture("eunet")
 class EUnet(_EmbeddingSolver):
     """EUnet: unrolled embedded steps with step-dependent embedding and potential.
+
+    After :footcite:t:`EliasofEtAl`.
 
     Parameters
     ----------
@@ -267,8 +270,7 @@ class EUnet(_EmbeddingSolver):
 
     References
     ----------
-    .. [1] Eliasof M, Haber E, Treister E. Over-complete embedding solvers
-       for inverse problems (OPTEnet, EUnet).
+    .. footbibliography::
     """
 
     _keys = _EmbeddingSolver._keys + ("embed_rank",)

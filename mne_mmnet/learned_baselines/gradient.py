@@ -137,6 +137,8 @@ class _GradientSolver(LearnedSolver):
 class FourDVarNet(_GradientSolver):
     """4DVarNet-style solver: a ConvLSTM turns energy gradients into updates.
 
+    After :footcite:t:`FabletEtAl2021`.
+
     Parameters
     ----------
     prior : SoftReLUAutoencoder | dict | None
@@ -168,9 +170,7 @@ class FourDVarNet(_GradientSolver):
 
     References
     ----------
-    .. [1] Fablet R, Chapron B, Drumetz L, Mémin E, Pannekoucke O, Rousseau F
-       (2021). Learning variational data assimilation models and solvers.
-       J Adv Model Earth Syst 13(10), e2021MS002572.
+    .. footbibliography::
     """
 
     _own_keys = ("hidden", "kernel_size")
@@ -235,6 +235,8 @@ class _FixedLengthSolver(_GradientSolver):
 class MetaCurvatureSolver(_FixedLengthSolver):
     """Gradient descent with a learned Kronecker-factored preconditioner.
 
+    After :footcite:t:`ParkOliva2019`.
+
     Parameters
     ----------
     prior : SoftReLUAutoencoder | dict | None
@@ -257,7 +259,7 @@ class MetaCurvatureSolver(_FixedLengthSolver):
 
     References
     ----------
-    .. [1] Park E, Oliva JB (2019). Meta-curvature. NeurIPS 32.
+    .. footbibliography::
     """
 
     _own_keys = ("n_times",)
@@ -294,6 +296,8 @@ class MetaCurvatureSolver(_FixedLengthSolver):
 class ModGradSolver(_FixedLengthSolver):
     """Gradient descent with a learned element-wise gradient modulation.
 
+    After :footcite:t:`SimonEtAl2020`.
+
     Parameters
     ----------
     prior : SoftReLUAutoencoder | dict | None
@@ -318,8 +322,7 @@ class ModGradSolver(_FixedLengthSolver):
 
     References
     ----------
-    .. [1] Simon C, Koniusz P, Nock R, Harandi M (2020). On modulating the
-       gradient for meta-learning. ECCV, 556-572.
+    .. footbibliography::
     """
 
     _own_keys = ("n_times", "rank")

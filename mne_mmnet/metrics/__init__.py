@@ -310,6 +310,8 @@ def evaluate(
 ):
     """Compute the five metrics of Reynaud et al. (2024) for each sample.
 
+    The definitions follow :footcite:t:`ReynaudEtAl2024`.
+
     Parameters
     ----------
     estimate, ground_truth : array-like
@@ -354,8 +356,7 @@ def evaluate(
 
     References
     ----------
-    .. [1] Reynaud S., Merlini A., Ben Salem D., Rousseau F. (2024). Comparison
-       of deep learning methods for EEG source imaging. EMBC.
+    .. footbibliography::
     """
     estimate, ground_truth = _check_pair(estimate, ground_truth)
     n, n_sources, _ = estimate.shape

@@ -133,6 +133,8 @@ def jansen_rit(
 ):
     """Integrate independent Jansen-Rit columns with stochastic input.
 
+    The model of :footcite:t:`JansenRit1995`.
+
     Parameters
     ----------
     n_columns : int
@@ -182,9 +184,7 @@ def jansen_rit(
 
     References
     ----------
-    .. [1] B. H. Jansen and V. G. Rit, "Electroencephalogram and visual evoked
-       potential generation in a mathematical model of coupled cortical
-       columns", Biol. Cybern. 73, 357-366 (1995).
+    .. footbibliography::
     """
     _validate_type(n_columns, "int-like", "n_columns")
     _check_option("backend", backend, ("numpy", "torch"))

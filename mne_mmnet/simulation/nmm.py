@@ -47,6 +47,8 @@ def simulate_nmm(
 ):
     """Simulate interictal-like spikes from Jansen-Rit neural masses.
 
+    After :footcite:t:`SunEtAl2022`.
+
     Every source is a Jansen-Rit column. Background columns have the standard
     parameters and input; each active patch (grown on the adjacency graph as
     in :func:`~mne_mmnet.simulate_sereega`) is driven by a column with a raised
@@ -136,9 +138,7 @@ def simulate_nmm(
 
     References
     ----------
-    .. [1] R. Sun, A. Sohrabpour, G. A. Worrell and B. He, "Deep neural networks
-       constrained by neural mass models improve electrophysiological source
-       imaging of spatiotemporal brain dynamics", PNAS 119, e2201128119 (2022).
+    .. footbibliography::
     """
     _validate_type(n, "int-like", "n")
     _validate_type(n_times, "int-like", "n_times")

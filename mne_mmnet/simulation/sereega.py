@@ -42,6 +42,9 @@ def simulate_sereega(
 ):
     """Simulate SEREEGA-like extended sources and their EEG.
 
+    After SEREEGA :footcite:`KrolEtAl2018` as used by
+    :footcite:t:`ReynaudEtAl2024`.
+
     Each sample holds one (or several) extended patches on the source
     adjacency graph, each with a Gaussian spatial decay and a Gaussian
     waveform, projected through the leadfield, plus sensor noise.
@@ -112,11 +115,7 @@ def simulate_sereega(
 
     References
     ----------
-    .. [1] L. R. Krol et al., "SEREEGA: simulating event-related EEG
-       activity", J. Neurosci. Methods 309, 13-24 (2018).
-    .. [2] S. Reynaud, A. Merlini, D. Ben Salem and F. Rousseau,
-       "Comprehensive analysis of supervised learning methods for electrical
-       source imaging", Front. Neurosci. 18, 1444935 (2024).
+    .. footbibliography::
     """
     _validate_type(n, "int-like", "n")
     n = int(n)

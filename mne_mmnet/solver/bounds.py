@@ -153,6 +153,8 @@ def _analytic_bound(x, L, L_norm, prior, state, layer_norms, tikhonov):
 def curvature_bound(x, y, L, *, prior=None, lam=1.0, tikhonov=1e-6):
     """Analytic curvature bound of Proposition 1 (eq. 9), per sample.
 
+    Proposition 1 and Appendices A-B of :footcite:t:`TranEtAl2026`.
+
     Parameters
     ----------
     x : torch.Tensor, shape (batch, n_sources, n_times)
@@ -208,7 +210,7 @@ def curvature_bound(x, y, L, *, prior=None, lam=1.0, tikhonov=1e-6):
 
     References
     ----------
-    .. [1] Tran et al. (2026). MM-Net, Proposition 1 and Appendices A-B.
+    .. footbibliography::
     """
     _check_problem(x, y, L)
     _validate_type(lam, "numeric", "lam")

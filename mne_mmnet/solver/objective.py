@@ -138,6 +138,8 @@ def _energy_terms(x, y, L, prior, lam, *, keep_prior_state=False):
 def energy(x, y, L, *, prior=None, lam=1.0):
     """MM-Net energy ``u(x)`` of eq. (8), per sample.
 
+    Eq. (8) of :footcite:t:`TranEtAl2026`.
+
     Parameters
     ----------
     x : torch.Tensor, shape (batch, n_sources, n_times)
@@ -179,8 +181,7 @@ def energy(x, y, L, *, prior=None, lam=1.0):
 
     References
     ----------
-    .. [1] Tran et al. (2026). MM-Net: learned majorization-minimization with
-           analytical curvature guardrails for EEG source imaging, eq. (8).
+    .. footbibliography::
     """
     _check_problem(x, y, L)
     _validate_type(lam, "numeric", "lam")

@@ -57,6 +57,8 @@ def solve_mm(
 ):
     """Solve the MM-Net source imaging problem with (learned) MM iterations.
 
+    The solver of :footcite:t:`TranEtAl2026`.
+
     Parameters
     ----------
     y : array | torch.Tensor, shape ([batch, ]n_channels, n_times)
@@ -147,8 +149,7 @@ def solve_mm(
 
     References
     ----------
-    .. [1] Tran et al. (2026). MM-Net: learned majorization-minimization for
-           EEG source imaging.
+    .. footbibliography::
     """
     device = _get_device(device)
     dtype = _get_dtype(dtype)

@@ -60,6 +60,9 @@ def train(
 ):
     """Train MM-Net with the truncated bilevel scheme (Algorithm 1).
 
+    Algorithm 1 of :footcite:t:`TranEtAl2026`, with optional Jacobian-free
+    backpropagation :footcite:`DavyEtAl2025`.
+
     Each step draws a batch, runs ``n_iter`` projected MM iterations from the
     start (``init``), evaluates the meta-loss (eq. 11) against the ground
     truth, backpropagates it (``gradient``) and takes an Adam step. Optionally
@@ -153,10 +156,7 @@ def train(
 
     References
     ----------
-    .. [1] Tran et al. Majorization-Minimization Networks for Inverse
-       Problems: An Application to EEG Imaging. arXiv:2602.03855 (2026).
-    .. [2] Davy, Briceno-Arias, Pustelnik. Restarted contractive operators to
-       learn at equilibrium. arXiv:2506.13239 (2025).
+    .. footbibliography::
     """
     _validate_type(out_dir, "path-like", "out_dir")
     n_epochs = _check_positive_int(n_epochs, "n_epochs")
