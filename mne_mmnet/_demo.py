@@ -38,9 +38,9 @@ def _run(args):
     import numpy as np
 
     from .baselines import make_minimum_norm_solver
-    from .forward import read_template_adjacency, read_template_forward
+    from .forward import read_template_forward
     from .inverse import apply_mmnet_inverse
-    from .metrics import evaluate, summarize
+    from .metrics import score_simulation
     from .pretrained import _MODEL_NAMES, DEFAULT_MODEL, shipped_models
     from .simulation import simulate_sereega
     from .viz import plot_source_comparison
@@ -49,7 +49,6 @@ def _run(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fwd = read_template_forward()
-    adjacency = read_template_adjacency()
     model = {"classical": None, None: DEFAULT_MODEL}.get(args.model, args.model)
     if model in _MODEL_NAMES and model not in shipped_models():
         print(
@@ -69,22 +68,16 @@ def _run(args):
     label = f"MM-Net ({model})" if model is not None else "MM (classical)"
     rows = {label: stc.data[np.newaxis], "sLORETA": est_sloreta}
     print(f"Simulated one extended source at {args.snr:g} dB SNR (seed {args.seed}).")
-    print(f"{'method':<22}{'LE (mm)':>9}{'AUC':>7}{'nMSE':>8}{'PSNR':>7}{'TE (ms)':>9}")
+    print(
+        f"{'method':<22}{'LE (mm)':>9}{'AUC':>7}{'nMSE':>8}{'PSNR':>7}{'TE (ms)':>9}"
+        f"{'global LE (mm)':>16}"
+    )
     for name, est in rows.items():
-        res = summarize(
-            evaluate(
-                est,
-                sim.sources,
-                seeds=sim.seeds,
-                positions=fwd["source_rr"],
-                adjacency=adjacency,
-                sfreq=sim.sfreq,
-                active=sim.patch_masks,
-            )
-        )
+        res = score_simulation(est, sim)
         print(
             f"{name:<22}{res['localization_error']:>9.1f}{res['auc']:>7.3f}"
             f"{res['nmse']:>8.3f}{res['psnr']:>7.1f}{res['time_error']:>9.1f}"
+            f"{res['global_localization_error']:>16.1f}"
         )
     fig = plot_source_comparison(
         sim.sources[0], rows, positions=fwd["source_rr"], sfreq=sim.sfreq

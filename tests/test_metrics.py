@@ -182,3 +182,32 @@ def test_validation_errors():
         time_error(x, x, seeds=[1, 2], adjacency=adjacency, sfreq=0.0)
     with pytest.raises(ValueError, match="boolean"):
         auc(x, x, seeds=[1, 2], active=np.ones((2, N_SOURCES)))
+
+
+def test_score_simulation_is_evaluate_and_global_le_averaged():
+    """The shortcut equals the two metric functions on the template, averaged."""
+    from mne_mmnet.forward import read_template_adjacency, read_template_forward
+    from mne_mmnet.metrics import (
+        evaluate,
+        global_localization_error,
+        score_simulation,
+        summarize,
+    )
+    from mne_mmnet.simulation import simulate_sereega
+
+    fwd = read_template_forward(verbose=False)
+    sim = simulate_sereega(6, seed=5, snr_db=5.0, fwd=fwd, verbose=False)
+    rng = np.random.default_rng(0)
+    estimate = sim.sources + 0.3 * rng.standard_normal(sim.sources.shape)
+    scores = score_simulation(estimate, sim)
+    expected = summarize(
+        evaluate(
+            estimate, sim.sources, seeds=sim.seeds, positions=fwd["source_rr"],
+            adjacency=read_template_adjacency(), sfreq=sim.sfreq,
+            active=sim.patch_masks,
+        )
+    )  # fmt: skip
+    gle = global_localization_error(
+        estimate, sim.sources, seeds=sim.seeds, positions=fwd["source_rr"]
+    )
+    assert scores == dict(expected, global_localization_error=float(gle.mean()))

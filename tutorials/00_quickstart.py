@@ -15,12 +15,11 @@ import mne
 
 import mne_mmnet
 from mne_mmnet.baselines import make_minimum_norm_solver
-from mne_mmnet.metrics import evaluate, summarize
+from mne_mmnet.metrics import score_simulation
 from mne_mmnet.viz import plot_source_comparison
 
 mne.set_log_level("WARNING")
 fwd = mne_mmnet.read_template_forward()
-adjacency = mne_mmnet.read_template_adjacency()
 print(fwd)
 
 # %%
@@ -45,17 +44,7 @@ print(stc)
 # Score MM-Net and sLORETA with the paper's five metrics.
 sloreta = make_minimum_norm_solver(fwd, "sLORETA")(sim.eeg, sfreq=sim.sfreq)
 for name, estimate in (("MM-Net", stc.data[None]), ("sLORETA", sloreta)):
-    scores = summarize(
-        evaluate(
-            estimate,
-            sim.sources,
-            seeds=sim.seeds,
-            positions=fwd["source_rr"],
-            adjacency=adjacency,
-            sfreq=sim.sfreq,
-            active=sim.patch_masks,
-        )
-    )
+    scores = score_simulation(estimate, sim)
     print(
         f"{name:8s} LE {scores['localization_error']:5.1f} mm  AUC {scores['auc']:.3f}"
     )

@@ -17,12 +17,11 @@ import mne
 import numpy as np
 
 import mne_mmnet
-from mne_mmnet.metrics import evaluate, summarize
+from mne_mmnet.metrics import score_simulation
 from mne_mmnet.viz import plot_source_comparison
 
 mne.set_log_level("WARNING")
 fwd = mne_mmnet.read_template_forward()
-adjacency = mne_mmnet.read_template_adjacency()
 sim = mne_mmnet.simulate_sereega(20, seed=11, snr_db=5.0, fwd=fwd)
 info = mne.create_info(fwd.ch_names, sim.sfreq, "eeg")
 info.set_montage("colin27_1020")
@@ -68,17 +67,7 @@ estimates["MM-Net"] = np.stack([stc.data for stc in stcs])
 # time error of the peak (:mod:`mne_mmnet.metrics`).
 print(f"{'method':8s} {'LE (mm)':>8s} {'AUC':>6s} {'nMSE':>6s} {'PSNR':>6s}")
 for name, estimate in estimates.items():
-    scores = summarize(
-        evaluate(
-            estimate,
-            sim.sources,
-            seeds=sim.seeds,
-            positions=fwd["source_rr"],
-            adjacency=adjacency,
-            sfreq=sim.sfreq,
-            active=sim.patch_masks,
-        )
-    )
+    scores = score_simulation(estimate, sim)
     print(
         f"{name:8s} {scores['localization_error']:8.1f} {scores['auc']:6.3f} "
         f"{scores['nmse']:6.3f} {scores['psnr']:6.1f}"
