@@ -306,3 +306,38 @@ def test_cli_train(tmp_path):
     assert [r["step"] for r in rows if r["phase"] == "validation"] == [0, 2, 3]
     model = load_model(tmp_path / "out" / "model.pt", device="cpu")
     assert model.metadata["progress"]["epoch"] == 1
+
+
+def test_peak_localization_loss_rewards_the_peak_in_the_patch():
+    """Lower when the estimate's maximum is in the patch; scale- and sign-free."""
+    from mne_mmnet.training.losses import peak_localization_loss
+
+    gen = torch.Generator().manual_seed(0)
+    n, t = 20, 6
+    x_gt = torch.zeros(2, n, t, dtype=torch.float64)
+    x_gt[0, 3:5, 2] = torch.tensor([1.0, 0.5])  # left patch, seed 3, peak t=2
+    x_gt[1, 14, 4] = -2.0  # right patch, seed 14
+    seeds = np.array([[3, -1], [14, -1]])
+    base = 0.1 * torch.rand(2, n, t, generator=gen, dtype=torch.float64)
+    good, bad = base.clone(), base.clone()
+    good[0, 3, 2], good[1, 14, 4] = 1.0, 1.0
+    bad[0, 8, 2], bad[1, 17, 4] = 1.0, 1.0  # peaks in the right hemisphere, elsewhere
+    lg = peak_localization_loss(good, x_gt, seeds)
+    lb = peak_localization_loss(bad, x_gt, seeds)
+    assert (lg < lb).all()
+    torch.testing.assert_close(peak_localization_loss(-7.0 * good, x_gt, seeds), lg)
+    # the other hemisphere does not count
+    other = good.clone()
+    other[0, 15, 2] = 50.0
+    torch.testing.assert_close(peak_localization_loss(other, x_gt, seeds)[0], lg[0])
+    # closed form for one seed: cross-entropy of the normalised truth
+    est = good[0, :10, 2] / good[0, :10, 2].max()
+    target = x_gt[0, :10, 2].abs() / x_gt[0, :10, 2].abs().sum()
+    expected = -(target * torch.log_softmax(20.0 * est, 0)).sum()
+    torch.testing.assert_close(lg[0], expected)
+    # differentiable, finite at an all-zero estimate
+    zero = torch.zeros_like(good, requires_grad=True)
+    loss = peak_localization_loss(zero, x_gt, seeds)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(zero.grad).all()
+    torch.testing.assert_close(loss, torch.full((2,), np.log(10.0), dtype=loss.dtype))

@@ -47,7 +47,7 @@ def test_carry_on_continues_counters_time_and_history(tmp_path):
     best = train_broad(tmp_path / "a", minutes=5, max_steps=2, **TINY)
     model = load_model(best, device="cpu")
     done = model.metadata["progress"]
-    tiny = dict(TINY, prior_steps=4, val_every=100)
+    tiny = dict(TINY, prior_steps=4, val_every=100, peak_weight=0.1)
     train_broad(tmp_path / "c", minutes=5, max_steps=done["step"] + 1,
                 init_from=model, carry_on=True, **tiny)  # fmt: skip
     ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)

@@ -46,6 +46,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--prior-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--peak-weight",
+        type=float,
+        default=0.0,
+        help="weight of the peak-localisation loss in the prior's pretraining",
+    )
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--prior-val-every", type=int, default=500)
@@ -93,6 +99,7 @@ def main():
         lr=args.lr,
         prior_steps=args.prior_steps,
         prior_lr=args.prior_lr,
+        peak_weight=args.peak_weight,
         val_every=args.val_every,
         prior_val_every=args.prior_val_every,
         ranges=dict(n_times=(32, args.max_times)),

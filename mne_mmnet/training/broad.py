@@ -22,7 +22,7 @@ from mne.utils import logger
 
 from ..problem import average_reference
 from ._steps import default_config, meta_gradient_step
-from .losses import meta_loss
+from .losses import meta_loss, peak_localization_loss
 
 #: ranges of the per-batch draws
 BROAD_BATCHES = dict(
@@ -190,7 +190,13 @@ def _validate(run, val_batches):
 
 
 def _prior_step(run, batch, generator, noise_level=0.5):
-    """Pretrain the prior on what the solver sees: linear estimates and noisy truth."""
+    """Pretrain the prior on what the solver sees: linear estimates and noisy truth.
+
+    Cosine losses of ``Phi`` at the normalised sLORETA estimate and at the
+    noisy truth; with ``peak_weight > 0`` (run argument) also the
+    peak-localisation loss of ``Phi`` at the sLORETA estimate
+    (:func:`~mne_mmnet.training.losses.peak_localization_loss`).
+    """
     from ..solver import initial_estimate, normalize_sources
     from ..solver.objective import cosine_similarity
 
@@ -204,9 +210,14 @@ def _prior_step(run, batch, generator, noise_level=0.5):
     level = noise_level * torch.rand(len(truth), 1, 1, generator=generator)
     level = level.to(truth)
     noisy = normalize_sources(truth + level * noise)
-    loss = (1 - cosine_similarity(model.prior(x_lin), x_gt)) + (
+    phi_lin = model.prior(x_lin)
+    loss = (1 - cosine_similarity(phi_lin, x_gt)) + (
         1 - cosine_similarity(model.prior(noisy), x_gt)
     )
+    weight = run.args.get("peak_weight", 0.0)
+    if weight:
+        seeds = batch["sim"].seeds
+        loss = loss + weight * peak_localization_loss(phi_lin, x_gt, seeds)
     loss.mean().backward()
     return float(loss.detach().mean())
 
@@ -285,6 +296,7 @@ def train_broad(
     lr=1e-4,
     prior_steps=600,
     prior_lr=1e-3,
+    peak_weight=0.0,
     val_every=50,
     prior_val_every=None,
     val_batches=12,
@@ -310,7 +322,9 @@ def train_broad(
     metadata) and validates once before its first step. ``config``
     (default :func:`~mne_mmnet.training.default_config`) builds the model;
     the prior's pretraining batches have ``prior_batch_size`` samples
-    (default ``2 * batch_size``). Validation runs every ``val_every``
+    (default ``2 * batch_size``); ``peak_weight`` weighs the
+    peak-localisation term of the prior's loss (see :func:`_prior_step`).
+    Validation runs every ``val_every``
     bilevel steps and, if given, every ``prior_val_every`` prior steps.
     Returns the path of ``model_best.pt``.
     """
@@ -318,7 +332,8 @@ def train_broad(
 
     args = dict(
         seed=seed, batch_size=batch_size, lr=lr, prior_steps=prior_steps,
-        prior_lr=prior_lr, val_every=val_every, val_batches=val_batches,
+        prior_lr=prior_lr, peak_weight=peak_weight, val_every=val_every,
+        val_batches=val_batches,
         jfb_last=jfb_last, ranges=dict(BROAD_BATCHES, **(ranges or {})),
         prior_batch_size=prior_batch_size or 2 * batch_size,
         prior_val_every=prior_val_every, checkpoint_minutes=checkpoint_minutes,
