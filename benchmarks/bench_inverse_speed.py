@@ -2,6 +2,9 @@
 
 Prints and writes benchmarks/results/inverse_speed.md, from one run:
 
+* the first call in a fresh process (T = 64: loading the model, its
+  certified layer norms, the start kernel), what a new script or notebook
+  pays once;
 * one evoked at T = 64 and T = 500: ``apply_mmnet_inverse`` by name (second
   call: the model is cached), with a prepared ``make_mmnet_inverse`` object,
   ``mne.minimum_norm.apply_inverse`` with a prepared sLORETA operator, ratios;
@@ -47,6 +50,23 @@ t0 = time.perf_counter()
 mne_mmnet.apply_mmnet_inverse(evoked, fwd, model={model!r}, device={device!r})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print(time.perf_counter() - t0, peak)
+"""
+
+
+_COLD = """
+import time, mne, numpy as np, mne_mmnet
+mne.set_log_level("ERROR")
+fwd = mne_mmnet.read_template_forward()
+info = mne.create_info(fwd.ch_names, 512.0, "eeg")
+data = 1e-6 * np.random.default_rng(0).standard_normal((90, 64))
+evoked = mne.EvokedArray(data, info)
+evoked.set_eeg_reference("average", projection=True)
+t0 = time.perf_counter()
+mne_mmnet.apply_mmnet_inverse(evoked, fwd, model={model!r}, device={device!r})
+first = time.perf_counter() - t0
+t0 = time.perf_counter()
+mne_mmnet.apply_mmnet_inverse(evoked, fwd, model={model!r}, device={device!r})
+print(first, time.perf_counter() - t0)
 """
 
 
@@ -116,6 +136,14 @@ def _epochs_rate(fwd, model, device, n_epochs=1000, batch_size=50):
     return n_epochs / (time.perf_counter() - t0)
 
 
+def _cold(model, device):
+    code = _COLD.format(model=model, device=device)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    first, second = map(float, out.stdout.split()[-2:])
+    return first, second
+
+
 def _long(model, device, n_times=20_000):
     code = _LONG.format(n_times=n_times, model=model, device=device)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -135,6 +163,7 @@ def main(argv=None):
     mne.set_log_level("ERROR")
     fwd = mne_mmnet.read_template_forward()
     device = torch.device(args.device)
+    cold_first, cold_second = _cold(args.model, args.device)
     rows = [(n, *_per_evoked(fwd, args.model, device, n, sf, args.repeat))
             for n, sf in ((64, 512.0), (500, 500.0))]  # fmt: skip
     gflops = _matmul_gflops()
@@ -151,6 +180,10 @@ def main(argv=None):
         f"`python benchmarks/bench_inverse_speed.py --model {args.model} --device "
         f"{args.device}`: {name}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; best of {args.repeat}; 90 channels.",
+        "",
+        f"First call in a fresh process (T = 64; loads the model, computes its "
+        f"certified layer norms and the start kernel): **{cold_first:.1f} s**; "
+        f"the second call: {cold_second:.2f} s.",
         "",
         "| T | MM-Net by name (s) | MM-Net prepared (s) | sLORETA prepared (s) "
         "| by name / sLORETA | by name / prepared |",

@@ -272,3 +272,15 @@ def test_certified_symbol_norm_against_exact_spectra(shape):
     assert _certify_below(mats, float(top.max()) * (1 + 1e-6))
     assert not _certify_below(mats, float(top.max()) * (1 - 1e-6))
     assert not _certify_below(mats[:1], float(top[0]) * (1 - 1e-6))
+
+
+def test_leadfield_norm_is_the_spectral_norm():
+    gen = torch.Generator().manual_seed(3)
+    for shape in ((90, 994), (30, 12), (1, 5)):
+        L = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        exact = torch.linalg.matrix_norm(L, ord=2)
+        norm = leadfield_norm(L.float())
+        assert norm.dtype == torch.float64
+        exact32 = torch.linalg.matrix_norm(L.float().double(), ord=2)
+        assert exact32 <= norm <= exact32 * (1 + 1e-10)
+        torch.testing.assert_close(norm, exact, rtol=1e-6, atol=0)

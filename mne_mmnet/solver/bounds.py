@@ -30,7 +30,11 @@ HVPBound.__doc__ = """Power-iteration curvature estimate, per sample.
 
 
 def leadfield_norm(L):
-    """Spectral norm ``||L||_2`` computed exactly (SVD in float64).
+    """Spectral norm ``||L||_2``, exact up to float64 rounding.
+
+    ``sqrt(lambda_max(G))`` of the Gram matrix ``G = L L^T`` (or ``L^T L``,
+    whichever is smaller; 90 x 90 for the template), inflated by ``1e-12``
+    relative to cover the rounding of ``G`` and of its eigenvalues.
 
     Parameters
     ----------
@@ -42,7 +46,10 @@ def leadfield_norm(L):
         0-d float64 tensor on ``L``'s device.
     """
     _validate_type(L, torch.Tensor, "L")
-    return torch.linalg.matrix_norm(L.detach().to(torch.float64), ord=2)
+    a = L.detach().to(torch.float64)
+    gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+    top = torch.linalg.eigvalsh(gram)[-1].clamp_min(0)
+    return torch.sqrt(top) * (1 + 1e-12)
 
 
 def _check_analytic_prior(prior):
