@@ -327,7 +327,8 @@ def score_simulation(estimate, sim, *, positions=None, adjacency=None, verbose=N
     Returns
     -------
     scores : dict of str to float
-        The means of :data:`METRIC_NAMES` and ``"global_localization_error"``
+        The means of the metrics named in ``METRIC_NAMES`` and
+        ``"global_localization_error"``
         (mm).
     """
     if positions is None or adjacency is None:
