@@ -80,7 +80,7 @@ def _best_of(func, repeat):
 
 
 def _evoked(fwd, n_times, sfreq, seed=1):
-    sim = mne_mmnet.simulate_broad(1, seed=seed, n_times=n_times, sfreq=sfreq,
+    sim = mne_mmnet.simulation.simulate_broad(1, seed=seed, n_times=n_times, sfreq=sfreq,
                                    verbose=False)  # fmt: skip
     info = mne.create_info(fwd.ch_names, sfreq, "eeg")
     evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
