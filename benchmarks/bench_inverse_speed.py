@@ -80,8 +80,9 @@ def _best_of(func, repeat):
 
 
 def _evoked(fwd, n_times, sfreq, seed=1):
-    sim = mne_mmnet.simulation.simulate_broad(1, seed=seed, n_times=n_times, sfreq=sfreq,
-                                   verbose=False)  # fmt: skip
+    sim = mne_mmnet.simulation.simulate_broad(
+        1, seed=seed, n_times=n_times, sfreq=sfreq, verbose=False
+    )
     info = mne.create_info(fwd.ch_names, sfreq, "eeg")
     evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
     evoked.set_montage("colin27_1020")
@@ -178,7 +179,8 @@ def main(argv=None):
         "# MM-Net inference speed and memory",
         "",
         f"`python benchmarks/bench_inverse_speed.py --model {args.model} --device "
-        f"{args.device}`: {name}, torch {torch.__version__}, "
+        f"{args.device} --n-epochs {args.n_epochs} --repeat {args.repeat}`: "
+        f"{name}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; best of {args.repeat}; 90 channels.",
         "",
         f"First call in a fresh process (T = 64; loads the model, computes its "

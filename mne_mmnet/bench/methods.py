@@ -180,20 +180,16 @@ def _learned_factory(fwd, *, path, n_iter=None, device="cpu", batch_size=16, see
     import torch
 
     from ..pretrained import load_model
-    from ..problem import average_reference, referenced_problem, restore_scale
+    from ..problem import average_reference, restore_scale
     from ..utils import _get_device
 
     device = _get_device(device)
     net = load_model(path, device=device, verbose=False)
-    gain = fwd["sol"]["data"]
-    L_t = torch.as_tensor(
-        average_reference(np.asarray(gain, np.float64), 0),
-        dtype=torch.float32,
-        device=device,
-    )
+    L = average_reference(np.asarray(fwd["sol"]["data"], np.float64), 0)
+    L_t = torch.as_tensor(L, dtype=torch.float32, device=device)
 
     def solver(eeg, *, sfreq=None):
-        y, L = referenced_problem(eeg, gain)
+        y = average_reference(np.asarray(eeg, np.float64), 1)
         out = []
         with torch.no_grad():
             for start in range(0, len(y), batch_size):
