@@ -280,8 +280,8 @@ def _carry_on(run, init):
         )
     run.progress.update(step=int(done["step"]), prior_step=int(done["prior_step"]))
     run.elapsed0 = float(done.get("elapsed", 0.0))
-    for entry in meta.get("validation", []):
-        with open(run.out_dir / _LOG, "a") as fid:
+    with open(run.out_dir / _LOG, "a") as fid:
+        for entry in meta.get("validation", []):
             fid.write(json.dumps(dict(entry, earlier_run=True)) + "\n")
     logger.info(f"Carrying on from {run.progress} after {run.elapsed0 / 60:.1f} min")
 
