@@ -28,9 +28,14 @@ def test_tiny_run_writes_selected_weights_and_resumes_exactly(tmp_path):
     assert all("val_le" in e and "val_auc" in e for e in checks)
     # one step, stop, resume for the second: the same weights as straight through
     train_broad(tmp_path / "b", minutes=5, max_steps=1, **TINY)
-    # a step logged after the last checkpoint (a killed run) is redone once
-    with open(tmp_path / "b" / "train_log.jsonl", "a") as fid:
-        fid.write(json.dumps(dict(phase="bilevel", step=2, time=1e9)) + "\n")
+    # a step logged after the last checkpoint (a killed run) is redone once;
+    # one logged just before it is kept even where its rounded time is later
+    fname = tmp_path / "b" / "train_log.jsonl"
+    saved = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    first = [json.loads(x) for x in fname.read_text().splitlines()]
+    first[-1]["time"] = saved["progress"]["elapsed"] + 0.05
+    first.append(dict(phase="bilevel", step=2, time=1e9))
+    fname.write_text("".join(json.dumps(e) + "\n" for e in first))
     train_broad(tmp_path / "b", minutes=5, max_steps=2, **TINY)
     straight = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)

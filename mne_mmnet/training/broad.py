@@ -162,11 +162,25 @@ class _Run:
         self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
         self.progress.update(ckpt["progress"])
         # entries logged after the checkpoint are redone by this run
-        kept = [h for h in self.history() if h["time"] <= self.elapsed0]
+        kept = [h for h in self.history() if _before(h, self.progress)]
         lines = "".join(json.dumps(h) + "\n" for h in kept)
         (self.out_dir / _LOG).write_text(lines)
         logger.info(f"Resumed at {self.progress}")
         return True
+
+
+def _before(entry, progress):
+    """Whether a log entry was written at or before the counters ``progress``.
+
+    Counters, not logged times, decide: a time is rounded when logged and
+    can land on either side of the checkpoint's.
+    """
+    step, prior_step = progress["step"], progress["prior_step"]
+    if entry["phase"] == "prior":
+        return entry["step"] <= prior_step
+    if entry["phase"] == "validation" and entry["step"] == 0:
+        return step > 0 or entry.get("prior_step", 0) <= prior_step
+    return entry["step"] <= step
 
 
 def _validate(run, val_batches):
