@@ -61,7 +61,7 @@ def _symbols(grams, omegas):
     return torch.complex(real, imag)
 
 
-def _max_gram_eig(grams, omegas, chunk=16):
+def _max_gram_eig(grams, omegas, chunk=4):
     """Certified upper bound of ``max_w lambda_max(P(w))`` over the frequencies.
 
     For each chunk of frequencies, a lower estimate from block power iteration
