@@ -143,7 +143,7 @@ def plot_source_estimate(
         )
     stc = _to_template_vertices(stc, expand=expand)
     _check_import("pyvista")
-    in_jupyter = "ipykernel" in sys.modules
+    in_jupyter = _in_jupyter()
     if offscreen is None:
         offscreen = not _has_display() or in_jupyter
     if offscreen and kwargs.get("time_viewer", False) not in (False, "auto"):
@@ -245,6 +245,15 @@ def _plot_offscreen(stc, plot_kwargs):
             return stc.plot(**plot_kwargs)
     finally:
         pyvista.OFF_SCREEN = previous_flag
+
+
+def _in_jupyter():
+    """Whether this code runs in a Jupyter kernel (not only with ipykernel imported)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _has_display():

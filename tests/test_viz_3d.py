@@ -145,7 +145,6 @@ def test_vertex_level_estimate(subjects_dir, monkeypatch):
     # no display and no Jupyter kernel: offscreen=None must choose off screen
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     offscreen = None if sys.platform.startswith("linux") else True
     rr, _ = mne.read_surface(subjects_dir / "fsaverage" / "surf" / "lh.white")
     n_vertices = len(rr)
@@ -161,6 +160,24 @@ def test_vertex_level_estimate(subjects_dir, monkeypatch):
     assert hot.mean() > 0.05
     left, right = np.array_split(hot, 2, axis=1)
     assert left.sum() > 3 * right.sum()
+
+
+def test_jupyter_is_a_running_kernel_not_an_import(monkeypatch):
+    """Importing ipykernel in a script is not Jupyter; a shell with a kernel is."""
+    import types
+
+    from mne_mmnet.viz_3d import _in_jupyter
+
+    pytest.importorskip("ipykernel")
+    import ipykernel  # noqa: F401  (imported, as some libraries do)
+
+    assert not _in_jupyter()
+    shell = types.SimpleNamespace(kernel=object())
+    fake = types.SimpleNamespace(get_ipython=lambda: shell)
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert _in_jupyter()
+    shell.kernel = None  # a terminal IPython has no kernel
+    assert not _in_jupyter()
 
 
 def test_default_subjects_dir_is_built_once(template, tmp_path, monkeypatch):
