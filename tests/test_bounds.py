@@ -195,6 +195,53 @@ def test_operator_norm_cache_follows_weights():
     )
 
 
+@pytest.mark.parametrize("shape", [(6, 5, 3), (9, 4, 5), (7, 7, 1)])
+def test_taps_norm_bound_covers_the_convolution(shape):
+    """Sum of certified tap norms >= exact dense norm; equal to the svd sum."""
+    from mne_mmnet.networks.autoencoder import taps_norm_bound
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    delta = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    bound = taps_norm_bound(delta)
+    svd_sum = sum(
+        float(torch.linalg.matrix_norm(delta[..., t], ord=2)) for t in range(shape[-1])
+    )
+    assert svd_sum <= bound <= svd_sum * (1 + 1e-3)
+    for n_times in (1, 4, 16):
+        exact = torch.linalg.matrix_norm(_dense_conv_matrix(delta, n_times), ord=2)
+        assert exact <= bound
+
+
+def test_dense_small_change_is_bounded_by_tap_spectral_norms():
+    """A change over the Frobenius allowance but within the spectral one is
+    bounded without recomputing the norm, and the bound stays certified."""
+    prior = SoftReLUAutoencoder(40, (40,), seed=0).double()
+    first = prior.operator_norms(16)
+    refs = prior._norm_cache[16]["refs"][0]
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(40, 40, 3, generator=gen, dtype=torch.float64)
+    frobenius = float(torch.linalg.vector_norm(noise.flatten(0, 1), dim=0).sum())
+    noise *= 0.02 * float(first[0]) / frobenius  # Frobenius slack: 2 %
+    with torch.no_grad():
+        prior.conv_layers[0].weight.add_(noise)
+    updated = prior.operator_norms(16)
+    assert prior._norm_cache[16]["refs"][0] is refs  # not recomputed
+    exact = conv_operator_norm(prior.conv_layers[0].weight, 16)
+    assert exact <= updated[0] <= first[0] * 1.01
+
+
+def test_rounded_lengths_bound_every_length():
+    """Training mode: norms at the next power of two cover the exact length."""
+    prior = SoftReLUAutoencoder(10, (4,), seed=0).double()
+    prior.round_norm_lengths = True
+    assert prior.operator_norms(33) is prior.operator_norms(64)
+    for n_times in (1, 5, 33, 64):
+        norms = prior.operator_norms(n_times)
+        for conv, norm in zip(prior.conv_layers, norms):
+            dense = _dense_conv_matrix(conv.weight.detach(), n_times)
+            assert torch.linalg.matrix_norm(dense, ord=2) <= norm
+
+
 def test_odd_prior_is_odd_and_bound_covers_both_passes():
     """Phi(-x) = -Phi(x) exactly; residual = sum of the two passes' bounds."""
     _, prior, x, _ = _problem(5, 4, hidden=(10, 6), odd=True)

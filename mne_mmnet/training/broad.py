@@ -340,6 +340,9 @@ def train_broad(
     peak-localisation term of the prior's loss (see :func:`_prior_step`).
     Validation runs every ``val_every``
     bilevel steps and, if given, every ``prior_val_every`` prior steps.
+    Training and validation bound the layer norms at the window length
+    rounded up to a power of two (``prior.round_norm_lengths``); a saved
+    model is run with the exact length's bound, which is never larger.
     Returns the path of ``model_best.pt``.
     """
     from ..networks import MMNet
@@ -357,6 +360,9 @@ def train_broad(
         torch.manual_seed(seed)
         model = MMNet.from_config(config)
     model = model.to(device=device, dtype=dtype)
+    # windows of many lengths: layer-norm bounds at lengths rounded up to
+    # powers of two, a few entries updated cheaply after each step
+    model.prior.round_norm_lengths = True
     run = _Run(out_dir, model, lr, args)
     fresh = not run.restore()
     if fresh and init_from is not None:
@@ -436,9 +442,20 @@ def _prior_phase(run, val, clock, draw, progress):
             _validate_and_keep(run, val, step=0, prior_step=run.progress["prior_step"])
         clock.maybe_save(run)
     bar.close()
-    if run.progress["step"] == 0 and run.progress["prior_step"] >= total:
-        _validate_and_keep(run, val, step=0, prior_step=run.progress["prior_step"])
-        run.save()
+    where = dict(step=0, prior_step=run.progress["prior_step"])
+    if run.progress["step"] == 0 and where["prior_step"] >= total:
+        if not _validated_at(run, **where):
+            _validate_and_keep(run, val, **where)
+            run.save()
+
+
+def _validated_at(run, *, step, prior_step):
+    """Whether this run (not an earlier one) already validated at these counters."""
+    return any(
+        e["phase"] == "validation" and not e.get("earlier_run")
+        and (e["step"], e.get("prior_step", prior_step)) == (step, prior_step)
+        for e in run.history()
+    )  # fmt: skip
 
 
 def _bilevel_phase(run, val, clock, draw, progress, max_steps):
