@@ -242,6 +242,28 @@ def test_rounded_lengths_bound_every_length():
             assert torch.linalg.matrix_norm(dense, ord=2) <= norm
 
 
+@pytest.mark.parametrize("odd", [False, True])
+def test_prior_hessian_bounds_cover_exact_hessians(odd):
+    """The prior's own bounds of ||sum_i w_i Hess Phi_i|| against torch.func."""
+    prior = SoftReLUAutoencoder(5, (6, 4), seed=3, eps=0.2, odd=odd).double()
+    norms = prior.operator_norms(4)
+    gen = torch.Generator().manual_seed(4)
+    everywhere = float(prior.hessian_norm_bound(norms))
+    for _ in range(5):
+        z = torch.randn(1, 5, 4, generator=gen, dtype=torch.float64)
+        w = torch.randn(1, 5, 4, generator=gen, dtype=torch.float64)
+        exact = jacrev(jacrev(lambda t, w=w: (w * prior(t)).sum()))(z)
+        exact = exact.detach().reshape(20, 20)
+        top = float(torch.linalg.matrix_norm(exact, ord=2))
+        with torch.no_grad():
+            _, pre = prior.forward_with_preactivations(z)
+            here = float(prior.residual_curvature_bound(pre, w, norms)[0])
+        scale = float(torch.linalg.vector_norm(w))
+        assert top <= here * (1 + 1e-9) <= everywhere * scale * (1 + 1e-9)
+    jac = jacrev(prior)(z).detach().reshape(20, 20)
+    assert torch.linalg.matrix_norm(jac, ord=2) <= prior.jacobian_norm_bound(norms)
+
+
 def test_odd_prior_is_odd_and_bound_covers_both_passes():
     """Phi(-x) = -Phi(x) exactly; residual = sum of the two passes' bounds."""
     _, prior, x, _ = _problem(5, 4, hidden=(10, 6), odd=True)

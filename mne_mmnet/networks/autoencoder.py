@@ -16,8 +16,9 @@ import threading
 import torch
 from mne.utils import _validate_type
 from torch import nn
+from torch.nn import functional as F
 
-from .._activations import softrelu, softrelu_grad, softrelu_hess  # noqa: F401
+from .._activations import softrelu, softrelu_grad, softrelu_hess
 from ..utils import _torch_generator
 from ._conv_norms import (  # noqa: F401  (the norms' home; re-exported here)
     _ROUNDING_SLACK,
@@ -167,6 +168,90 @@ class SoftReLUAutoencoder(nn.Module):
             acts.append(softrelu(z, self.eps))
             z = conv(acts[-1])
         return self._fold(z), pre, acts
+
+    def jacobian_norm_bound(self, layer_norms):
+        """Bound of ``||J_Phi||_2`` at every input: ``prod_l ||W_l||_2``.
+
+        ``layer_norms`` are bounds of the layer norms (:meth:`operator_norms`);
+        ``softrelu' <= 1``. For an odd prior, ``J_Phi`` is the mean of two
+        Jacobians of the network, with the same bound.
+        """
+        return torch.prod(layer_norms)
+
+    def hessian_norm_bound(self, layer_norms):
+        """Bound of ``||sum_i w_i Hess Phi_i||_2`` at every input, per unit ``|w|``.
+
+        ``sum_l (prod_{k<l} ||W_k||^2) (prod_{k>=l} ||W_k||) / (2 eps)``: the
+        layer-by-layer chain rule with ``|softrelu''| <= 1 / (2 eps)``.
+        """
+        prefix = torch.cumprod(
+            torch.cat([layer_norms.new_ones(1), layer_norms[:-1] ** 2]), 0
+        )
+        suffix = torch.flip(torch.cumprod(torch.flip(layer_norms, [0]), 0), [0])
+        return (prefix * suffix).sum() / (2.0 * self.eps)
+
+    def residual_curvature_bound(self, pre, w, layer_norms, *, vectors=None):
+        """Bound of ``||sum_i w_i Hess Phi_i(z)||_2`` at one point, per sample.
+
+        Appendix B, eq. (21) of :footcite:t:`TranEtAl2026`:
+        ``sum_l (prod_{k<l} ||W_k||^2) || v_l * softrelu''(z_l) ||_inf`` with
+        ``v_l = d(w . Phi) / d a_l`` back-propagated through the transposed
+        convolutions.
+
+        Parameters
+        ----------
+        pre : list of torch.Tensor
+            Pre-activations at ``z`` (:meth:`forward_with_preactivations`;
+            both passes stacked for an odd prior).
+        w : torch.Tensor, shape (batch, n_sources, n_times)
+            The contracting vector.
+        layer_norms : torch.Tensor, shape (n_layers,)
+            Bounds of the layer norms, on the device and dtype of ``w``.
+        vectors : list of torch.Tensor | None
+            The ``v_l`` when already back-propagated (e.g. from a gradient
+            pass); ``w`` is then unused.
+
+        Returns
+        -------
+        bound : torch.Tensor, shape (batch,)
+
+        References
+        ----------
+        .. footbibliography::
+        """
+        if vectors is None:
+            vectors = self._residual_vectors(pre, w)
+        prefix = torch.cumprod(
+            torch.cat([layer_norms.new_ones(1), layer_norms[:-1] ** 2]), 0
+        )
+        residual = pre[0].new_zeros(pre[0].shape[0])
+        for layer, (z_l, v_l) in enumerate(zip(pre, vectors)):
+            peak = (v_l * softrelu_hess(z_l, self.eps)).abs().flatten(1).amax(1)
+            residual = residual + prefix[layer] * peak
+        if self.odd:
+            # w' Hess(Phi) = (w' Hess N(z) - w' Hess N(-z)) / 2: the two
+            # passes' bounds (each carrying its 1/2) add up
+            half = residual.shape[0] // 2
+            residual = residual[:half] + residual[half:]
+        return residual
+
+    def _residual_vectors(self, pre, w):
+        """``d(w . Phi) / d a_l`` for every layer, through the transposed layers."""
+        if self.odd:  # Phi = (N(z) - N(-z)) / 2: each pass sees w / 2 (up to sign)
+            w = 0.5 * torch.cat([w, -w])
+        convs = self.layers
+        vectors = [None] * len(convs)
+        v = F.conv_transpose1d(w, convs[-1].weight, padding=convs[-1].padding[0])
+        for layer in range(len(convs) - 1, -1, -1):
+            vectors[layer] = v
+            if layer > 0:
+                conv = convs[layer - 1]
+                v = F.conv_transpose1d(
+                    softrelu_grad(pre[layer], self.eps) * v,
+                    conv.weight,
+                    padding=conv.padding[0],
+                )
+        return vectors
 
     def operator_norms(self, n_times=None, *, refresh=0.01):
         """Certified upper bounds of ``||W_l||_2``, one per layer (float64 tensor).

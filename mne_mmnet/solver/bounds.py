@@ -5,9 +5,7 @@ from collections import namedtuple
 
 import torch
 from mne.utils import _validate_type
-from torch.nn import functional as F
 
-from .._activations import softrelu_grad, softrelu_hess
 from ..utils import _torch_generator
 from .objective import _check_problem, _energy_terms, _sq_norm
 
@@ -54,7 +52,10 @@ def leadfield_norm(L):
 
 def _check_analytic_prior(prior):
     """Check that the prior has the structure the analytic bound needs."""
-    needed = ("conv_layers", "forward_with_preactivations", "operator_norms", "eps")
+    needed = (
+        "conv_layers", "forward_with_preactivations", "operator_norms",
+        "jacobian_norm_bound", "residual_curvature_bound", "hessian_norm_bound",
+    )  # fmt: skip
     missing = [name for name in needed if not hasattr(prior, name)]
     if missing:
         raise ValueError(
@@ -86,14 +87,13 @@ def _prior_bound_terms(prior, state, layer_norms):
 
     Returns ``(gauss_newton, residual, jacobian_norm)``, each (batch,) except
     the last (0-d): the Gauss-Newton part with the optimal ``beta``, the
-    residual part of Appendix B, and ``prod_k ||W_k||`` (bounds ``||J_Phi||``).
-    For an odd prior ``Phi = (N(z) - N(-z)) / 2`` the Jacobian is the mean of
-    two Jacobians of ``N`` (same norm bound) and the residual part is the sum
-    of the two passes' residual bounds, each taken with ``w / 2``.
+    residual part of Appendix B and the bound of ``||J_Phi||``, the last two
+    from the prior's own ``residual_curvature_bound`` and
+    ``jacobian_norm_bound`` (see :class:`~mne_mmnet.networks.SoftReLUAutoencoder`).
     """
     z, phi, pre, v_res_all = state
     norms = layer_norms.to(device=z.device, dtype=z.dtype)
-    jac_norm = torch.prod(norms)
+    jac_norm = prior.jacobian_norm_bound(norms)
     z_sq, phi_sq = _sq_norm(z), _sq_norm(phi)
     z_norm, phi_norm = torch.sqrt(z_sq), torch.sqrt(phi_sq)
     # (2 + sqrt3 b)/(sqrt3 |z|^2) + K (2 b + sqrt3)/(sqrt3 b |Phi|^2), minimised
@@ -103,39 +103,13 @@ def _prior_bound_terms(prior, state, layer_norms):
         + 2.0 * jac_norm**2 / (_SQRT3 * phi_sq)
         + 2.0 * jac_norm / (z_norm * phi_norm)
     )
-    convs = prior.conv_layers
-    eps = prior.eps
-    prefix = torch.cumprod(torch.cat([norms.new_ones(1), norms[:-1] ** 2]), 0)
-    odd = getattr(prior, "odd", False)
-    residual = z_sq.new_zeros(pre[0].shape[0])
-    if v_res_all is None:
-        # w = Pi_Phi u, then v_res_l = d(w . Phi) / d a_l by back-propagation
-        # through the transposed layers
+    w = None
+    if v_res_all is None:  # w = Pi_Phi u
         u = z / z_norm[:, None, None]
         v = phi / phi_norm[:, None, None]
         cos = (u * v).flatten(1).sum(1)
         w = (u - cos[:, None, None] * v) / phi_norm[:, None, None]
-        if odd:  # Phi = (N(z) - N(-z)) / 2: each pass sees w / 2 (up to sign)
-            w = 0.5 * torch.cat([w, -w])
-        v_res_all = [None] * len(convs)
-        v_res = F.conv_transpose1d(w, convs[-1].weight, padding=convs[-1].padding[0])
-        for layer in range(len(convs) - 1, -1, -1):
-            v_res_all[layer] = v_res
-            if layer > 0:
-                conv = convs[layer - 1]
-                v_res = F.conv_transpose1d(
-                    softrelu_grad(pre[layer], eps) * v_res,
-                    conv.weight,
-                    padding=conv.padding[0],
-                )
-    for layer, (z_l, v_res) in enumerate(zip(pre, v_res_all)):
-        peak = (v_res * softrelu_hess(z_l, eps)).abs().flatten(1).amax(1)
-        residual = residual + prefix[layer] * peak
-    if odd:
-        # w' Hess(Phi) = (w' Hess N(z) - w' Hess N(-z)) / 2: the two passes'
-        # bounds (each already carrying its 1/2) add up
-        half = residual.shape[0] // 2
-        residual = residual[:half] + residual[half:]
+    residual = prior.residual_curvature_bound(pre, w, norms, vectors=v_res_all)
     return gauss_newton, residual, jac_norm
 
 

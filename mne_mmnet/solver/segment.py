@@ -41,7 +41,7 @@ def _prior_segment_bound(x, update, prior, phi, layer_norms):
     n = x[0].numel()
     r = math.sqrt(n)
     norms = layer_norms.to(device=x.device, dtype=x.dtype)
-    jac = torch.prod(norms)
+    jac = prior.jacobian_norm_bound(norms)
     end = x - update
     z0 = r * x / torch.sqrt(_sq_norm(x))[:, None, None]
     z1 = r * end / torch.sqrt(_sq_norm(end)).clamp_min(1e-300)[:, None, None]
@@ -54,9 +54,7 @@ def _prior_segment_bound(x, update, prior, phi, layer_norms):
         2.0 / (_SQRT3 * n) + 2.0 * jac**2 / (_SQRT3 * phi_min**2)
         + 2.0 * jac / (r * phi_min)
     )  # fmt: skip
-    prefix = torch.cumprod(torch.cat([norms.new_ones(1), norms[:-1] ** 2]), 0)
-    suffix = torch.flip(torch.cumprod(torch.flip(norms, [0]), 0), [0])
-    residual = (prefix * suffix).sum() / (2.0 * prior.eps * phi_min)
+    residual = prior.hessian_norm_bound(norms) / phi_min
     z_sq_min = torch.where(ok, z_sq_min, torch.ones_like(z_sq_min))
     rescaling = 2.0 / (_SQRT3 * z_sq_min) * (1.0 + r * jac / phi_min)
     bound = (n / z_sq_min) * (gauss_newton + residual) + rescaling
