@@ -129,8 +129,14 @@ def _classical_mm_factory(fwd, **options):
     return make_classical_mm_solver(fwd, **options)
 
 
-def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", seed=0):
-    """Batch solver running a (pretrained) MM-Net exactly as apply_mmnet_inverse."""
+def _mmnet_factory(
+    fwd, *, model, n_iter=None, projection=True, guarantee=None, device="cpu", seed=0
+):
+    """Batch solver running a (pretrained) MM-Net exactly as apply_mmnet_inverse.
+
+    ``projection=False`` runs the same weights without the clipping to the
+    bound; ``guarantee`` overrides the model's (e.g. ``"certified"``).
+    """
     import copy
 
     from ..inverse._operator import MMNetInverse, _resolve_model
@@ -142,6 +148,9 @@ def _mmnet_factory(fwd, *, model, n_iter=None, projection=True, device="cpu", se
     if not projection:  # same weights, no clipping to the bound (R-MM-Net-like)
         net = copy.deepcopy(net)
         net.bound = None
+    if guarantee is not None:
+        net = copy.deepcopy(net)
+        net.guarantee = guarantee
     gain = np.asarray(fwd["sol"]["data"], np.float64)
     n_ch = gain.shape[0]
     average = np.eye(n_ch) - 1.0 / n_ch  # average reference, data and gain alike
@@ -343,6 +352,16 @@ def _register_builtins():
                 "projection onto the curvature bound (inference-time ablation)",
                 model=name,
                 projection=False,
+            )
+        label = f"MM-Net ({name}; certified)"
+        if label not in _REGISTRY:
+            register_method(
+                label,
+                _mmnet_factory,
+                description=f"pretrained MM-Net '{name}' with "
+                "guarantee='certified' (every step cut to its majorant's minimiser)",
+                model=name,
+                guarantee="certified",
             )
     _BUILTINS_DONE.append(True)  # only once every built-in row is in
 
