@@ -12,15 +12,13 @@ batch's channels, with the average reference, as
 
 import json
 import math
-import os
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from mne.utils import logger
 
 from ..problem import average_reference
+from ._broad_state import _LOG, _Clock, _Run, _validated_at
 from ._steps import default_config, meta_gradient_step
 from .losses import meta_loss, peak_localization_loss
 
@@ -34,8 +32,6 @@ BROAD_BATCHES = dict(
     subset_prob=0.4,
     subset_size=(24, 89),
 )
-_CHECKPOINT = "checkpoint.pt"
-_LOG = "train_log.jsonl"
 _VAL_SEED_OFFSET = 7_919
 
 
@@ -103,84 +99,6 @@ def _scores(x_hat, sim):
     )
     area = auc(est, sim.sources, seeds=sim.seeds, active=sim.patch_masks)
     return le, area
-
-
-class _Run:
-    """Model, optimiser, progress and files of one training run."""
-
-    def __init__(self, out_dir, model, lr, args):
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.model = model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        self.prior_optimizer = torch.optim.Adam(
-            model.prior.parameters(), lr=args["prior_lr"]
-        )
-        self.progress = dict(step=0, prior_step=0, best_le=float("inf"), best_auc=0.0)
-        self.args = args
-        self.t0 = time.monotonic()
-        self.elapsed0 = 0.0
-
-    @property
-    def elapsed(self):
-        return self.elapsed0 + time.monotonic() - self.t0
-
-    def log(self, **entry):
-        entry["time"] = round(self.elapsed, 1)
-        with open(self.out_dir / _LOG, "a") as fid:
-            fid.write(json.dumps(entry) + "\n")
-
-    def history(self):
-        fname = self.out_dir / _LOG
-        if not fname.exists():
-            return []
-        return [json.loads(line) for line in fname.read_text().splitlines() if line]
-
-    def save(self):
-        tmp = self.out_dir / f".{_CHECKPOINT}.tmp"
-        torch.save(
-            dict(
-                model_config=self.model.config,
-                model=self.model.state_dict(),
-                optimizer=self.optimizer.state_dict(),
-                prior_optimizer=self.prior_optimizer.state_dict(),
-                progress=dict(self.progress, elapsed=self.elapsed),
-                args=self.args,
-            ),
-            tmp,
-        )
-        os.replace(tmp, self.out_dir / _CHECKPOINT)
-
-    def restore(self):
-        fname = self.out_dir / _CHECKPOINT
-        if not fname.exists():
-            return False
-        ckpt = torch.load(fname, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.prior_optimizer.load_state_dict(ckpt["prior_optimizer"])
-        self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
-        self.progress.update(ckpt["progress"])
-        # entries logged after the checkpoint are redone by this run
-        kept = [h for h in self.history() if _before(h, self.progress)]
-        lines = "".join(json.dumps(h) + "\n" for h in kept)
-        (self.out_dir / _LOG).write_text(lines)
-        logger.info(f"Resumed at {self.progress}")
-        return True
-
-
-def _before(entry, progress):
-    """Whether a log entry was written at or before the counters ``progress``.
-
-    Counters, not logged times, decide: a time is rounded when logged and
-    can land on either side of the checkpoint's.
-    """
-    step, prior_step = progress["step"], progress["prior_step"]
-    if entry["phase"] == "prior":
-        return entry["step"] <= prior_step
-    if entry["phase"] == "validation" and entry["step"] == 0:
-        return step > 0 or entry.get("prior_step", 0) <= prior_step
-    return entry["step"] <= step
 
 
 def _validate(run, val_batches):
@@ -393,24 +311,6 @@ def train_broad(
     return run.out_dir / "model_best.pt"
 
 
-class _Clock:
-    """Deadline of the call and the time of the last checkpoint."""
-
-    def __init__(self, minutes, checkpoint_minutes):
-        self.deadline = time.monotonic() + 60 * minutes
-        self.every = 60 * checkpoint_minutes
-        self.last = time.monotonic()
-
-    @property
-    def running(self):
-        return time.monotonic() < self.deadline
-
-    def maybe_save(self, run):
-        if time.monotonic() - self.last > self.every:
-            run.save()
-            self.last = time.monotonic()
-
-
 def _validate_and_keep(run, val, **where):
     scores = _validate(run, val)
     run.log(phase="validation", **where, **scores)
@@ -447,15 +347,6 @@ def _prior_phase(run, val, clock, draw, progress):
         if not _validated_at(run, **where):
             _validate_and_keep(run, val, **where)
             run.save()
-
-
-def _validated_at(run, *, step, prior_step):
-    """Whether this run (not an earlier one) already validated at these counters."""
-    return any(
-        e["phase"] == "validation" and not e.get("earlier_run")
-        and (e["step"], e.get("prior_step", prior_step)) == (step, prior_step)
-        for e in run.history()
-    )  # fmt: skip
 
 
 def _bilevel_phase(run, val, clock, draw, progress, max_steps):
