@@ -134,6 +134,8 @@ def _run(inv, y, *, n_iter, seed, batch_size=16, desc="epochs"):
     if y.shape[-1] > WINDOW_THRESHOLD:
         results = [_solve_long(inv, y[k : k + 1], n_iter=n_iter, seed=seed)
                    for k in range(len(y))]  # fmt: skip
+        if len(results) == 1:  # no copy of a long recording's sources
+            return results[0]
         return np.concatenate([r[0] for r in results]), _concat_traces(
             [r[1] for r in results]
         )
