@@ -25,6 +25,25 @@ def test_subcommands_registered(capsys):
     assert main([]) == 2  # no command: help, non-zero
 
 
+def test_train_defaults_are_the_shipped_default_models():
+    """`mne-mmnet train` without model options trains `default_config()`."""
+    from mne_mmnet.training import default_config
+    from mne_mmnet.training._cli import _mmnet_config
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "d", "--out", "o"])
+    assert _mmnet_config(args, 994) == default_config(994)
+    args = parser.parse_args(
+        ["train", "--data", "d", "--out", "o", "--step", "diagonal",
+         "--prior-hidden", "256,128", "--bound", "none", "--no-safeguard"]
+    )  # fmt: skip
+    config = _mmnet_config(args, 994)
+    expected = default_config(994)
+    expected["prior"]["hidden"] = [256, 128]
+    expected.update(step="diagonal", gamma=1.999, bound=None, safeguard=False)
+    assert config == expected
+
+
 def test_invert_writes_stc(tmp_path, capsys):
     fwd = read_template_forward(verbose=False)
     sim = simulate_sereega(2, seed=3, snr_db=10.0, fwd=fwd, verbose=False)

@@ -242,8 +242,8 @@ def _vertex_forward(fwd, keep=None, subject=None):
     return fwd_v
 
 
-def test_forward_with_dropped_vertices_and_morphed_subject(fwd, sim):
-    """Dropped vertices are made up by scaling; a morphed subject keeps its name."""
+def test_forward_with_dropped_vertices_and_another_subject_name(fwd, sim):
+    """Dropped vertices are made up by scaling; the forward's subject is kept."""
     membership = _region_membership().tocsc()
     rng = np.random.default_rng(0)
     keep = rng.random(20484) > 0.15  # drop ~15%, as mindist does
@@ -258,6 +258,14 @@ def test_forward_with_dropped_vertices_and_morphed_subject(fwd, sim):
     keep[membership.indices[membership.indptr[5] : membership.indptr[6]]] = False
     with pytest.raises(ValueError, match="dropped every vertex of 1 template region"):
         apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep), **FAST)
+    # an individual subject's source space (mne.morph_source_spaces renumbers
+    # the vertices) has no region correspondence yet: refused, not guessed
+    renumbered = _vertex_forward(fwd, subject="sub-01")
+    for s in renumbered["src"]:
+        s["np"] = 3 * s["np"]
+        s["vertno"] = np.sort(3 * s["vertno"] + 1)
+    with pytest.raises(ValueError, match="individual subject.*not supported"):
+        apply_mmnet_inverse(evoked, renumbered, **FAST)
 
 
 def test_expand_to_vertices(fwd, sim):

@@ -276,8 +276,10 @@ def _prepare_leadfield(fwd, ch_names):
         f"needs the fsaverage template layout: either the {N_REGIONS}-region "
         "template (mne_mmnet.read_template_forward()) or a fixed-orientation "
         "forward on an ico-5 source space (vertex numbers below 10,242 in each "
-        "hemisphere: mne.setup_source_space('fsaverage', 'ico5'), or that source "
-        "space morphed to a subject with mne.morph_source_spaces)."
+        "hemisphere: mne.setup_source_space('fsaverage', 'ico5') with the "
+        "subjects_dir of mne_mmnet.template_subjects_dir()). A source space of "
+        "an individual subject (e.g. from mne.morph_source_spaces, which "
+        "renumbers the vertices) is not supported yet."
     )
 
 
@@ -300,8 +302,9 @@ def _sum_vertex_forward(gain, vertices, subject):
         raise ValueError(
             f"fwd dropped every vertex of {lost.size} template region(s) ({names}"
             f"{', ...' if lost.size > 5 else ''}): they cannot be estimated. Build "
-            "the forward with mindist=0 (or a smaller mindist) so that each region "
-            "keeps at least one vertex."
+            "the forward so that each region keeps at least one vertex: a smaller "
+            "mindist (0 keeps them all), and a head model whose inner skull "
+            "encloses the whole cortex (sources outside it are always dropped)."
         )
     who = "fsaverage" if subject in (None, "fsaverage") else f"subject {subject!r}"
     missing = 2 * _N_FSAVERAGE5 - len(rows)

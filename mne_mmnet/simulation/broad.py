@@ -200,18 +200,7 @@ def simulate_broad(
     of the active part of the window and kept above 1.5 samples; peaks lie in
     the middle 70 %% of the active part.
     """
-    from ..forward import read_template_adjacency, read_template_forward
-
-    _validate_type(n, "int-like", "n")
-    _validate_type(n_times, "int-like", "n_times")
-    _validate_type(sfreq, "numeric", "sfreq")
-    _validate_type(baseline, "numeric", "baseline")
-    n, n_times, sfreq = int(n), int(n_times), float(sfreq)
-    if n < 1 or n_times < 2 or sfreq <= 0 or not 0 <= baseline <= 0.6:
-        raise ValueError(
-            "n >= 1, n_times >= 2, sfreq > 0 and baseline in [0, 0.6] are needed, "
-            f"got {n}, {n_times}, {sfreq} and {baseline}."
-        )
+    n, n_times, sfreq = _check_sizes(n, n_times, sfreq, baseline)
     _check_option("polarity", polarity, POLARITIES)
     noise_ids = _check_choices(noise, NOISES, "noise")
     wave_ids = _check_choices(waveforms, WAVEFORMS, "waveforms")
@@ -220,17 +209,7 @@ def simulate_broad(
     snr_db = _check_range(snr_db, "snr_db")
     amplitude_range = _check_range(amplitude_range, "amplitude_range", low=0)
     rng = _check_rng(seed)
-    fwd = read_template_forward(verbose=False)
-    if leadfield is None:
-        leadfield = fwd["sol"]["data"]
-    leadfield = np.asarray(leadfield, np.float64)
-    positions = fwd["source_rr"]
-    if leadfield.shape[1] != len(positions):
-        raise ValueError(
-            f"leadfield must have {len(positions)} columns, got {leadfield.shape}."
-        )
-    hops = _hop_distances(read_template_adjacency())
-    distances = np.linalg.norm(positions[:, None] - positions, axis=-1)
+    leadfield, hops, distances = _template_geometry(leadfield)
     logger.info(f"Simulating {n} broad samples ({n_times} samples at {sfreq} Hz)")
 
     seeds, patch_orders = _draw_patches(n, n_patches, orders, hops, rng)
@@ -241,19 +220,9 @@ def simulate_broad(
     elif polarity == "negative":
         signs = -signs
     amplitudes = rng.uniform(*amplitude_range, size=seeds.shape) * signs * valid
-    duration = n_times / sfreq
-    onset = baseline * duration
-    active = duration - onset
-    centers = onset + active * rng.uniform(0.15, 0.85, size=seeds.shape)
-    sigmas = np.exp(rng.uniform(np.log(0.01), np.log(0.1), size=seeds.shape))
-    sigmas = np.clip(sigmas, 1.5 / sfreq, max(active / 6, 1.5 / sfreq))
-    kinds = rng.choice(wave_ids, size=seeds.shape)
-    spikes = None
-    if (kinds == 3).any():
-        spikes = _spike_bank(int(spike_banks[rng.integers(len(spike_banks))]))
-    times = np.arange(n_times) / sfreq
-    waves = _waveforms(kinds, centers, sigmas, times, rng, sfreq, spikes)
-    waves *= (times >= onset) * valid[..., None]
+    waves, kinds = _draw_waves(
+        valid, n_times, sfreq, baseline, wave_ids, spike_banks, rng
+    )
     profiles = _patch_profiles(seeds, patch_orders, hops, distances)
     profiles *= amplitudes[..., None] * _NANO
     sources = np.matmul(profiles.transpose(0, 2, 1), waves)
@@ -295,3 +264,54 @@ def simulate_broad(
         meta=meta,
         sample_params=sample_params,
     )
+
+
+def _check_sizes(n, n_times, sfreq, baseline):
+    """Return ``n``, ``n_times`` and ``sfreq`` checked and converted."""
+    _validate_type(n, "int-like", "n")
+    _validate_type(n_times, "int-like", "n_times")
+    _validate_type(sfreq, "numeric", "sfreq")
+    _validate_type(baseline, "numeric", "baseline")
+    n, n_times, sfreq = int(n), int(n_times), float(sfreq)
+    if n < 1 or n_times < 2 or sfreq <= 0 or not 0 <= baseline <= 0.6:
+        raise ValueError(
+            "n >= 1, n_times >= 2, sfreq > 0 and baseline in [0, 0.6] are needed, "
+            f"got {n}, {n_times}, {sfreq} and {baseline}."
+        )
+    return n, n_times, sfreq
+
+
+def _template_geometry(leadfield):
+    """Return the leadfield (template's by default), hop and metric distances."""
+    from ..forward import read_template_adjacency, read_template_forward
+
+    fwd = read_template_forward(verbose=False)
+    if leadfield is None:
+        leadfield = fwd["sol"]["data"]
+    leadfield = np.asarray(leadfield, np.float64)
+    positions = fwd["source_rr"]
+    if leadfield.shape[1] != len(positions):
+        raise ValueError(
+            f"leadfield must have {len(positions)} columns, got {leadfield.shape}."
+        )
+    hops = _hop_distances(read_template_adjacency())
+    distances = np.linalg.norm(positions[:, None] - positions, axis=-1)
+    return leadfield, hops, distances
+
+
+def _draw_waves(valid, n_times, sfreq, baseline, wave_ids, spike_banks, rng):
+    """Draw every patch's waveform (silent before the baseline's end)."""
+    duration = n_times / sfreq
+    onset = baseline * duration
+    active = duration - onset
+    centers = onset + active * rng.uniform(0.15, 0.85, size=valid.shape)
+    sigmas = np.exp(rng.uniform(np.log(0.01), np.log(0.1), size=valid.shape))
+    sigmas = np.clip(sigmas, 1.5 / sfreq, max(active / 6, 1.5 / sfreq))
+    kinds = rng.choice(wave_ids, size=valid.shape)
+    spikes = None
+    if (kinds == 3).any():
+        spikes = _spike_bank(int(spike_banks[rng.integers(len(spike_banks))]))
+    times = np.arange(n_times) / sfreq
+    waves = _waveforms(kinds, centers, sigmas, times, rng, sfreq, spikes)
+    waves *= (times >= onset) * valid[..., None]
+    return waves, kinds

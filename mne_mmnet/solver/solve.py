@@ -159,27 +159,70 @@ def solve_mm(
         model, n_iter=n_iter, gamma=gamma, bound=bound, step=step, init=init,
         guarantee=guarantee,
     )  # fmt: skip
-    curvature = None
-    safeguard = True
+    parts = _model_parts(model, prior, lam)
+    is_numpy = isinstance(y, np.ndarray)
+    y_t, L_t, squeeze = _check_problem(y, L, device, dtype)
+    prior = _prepare_module(parts["prior"], device, dtype)
+    curvature = _prepare_module(parts["curvature"], device, dtype)
+    x_start = _start(x0, y_t, L_t, squeeze, init=init, seed=seed, prior=prior)
+    hvp_seed = None if seed is None else _torch_generator(seed, device)
+    x, trace = mm_iterations(
+        x_start,
+        y_t,
+        L_t,
+        prior=prior,
+        curvature=curvature,
+        n_iter=n_iter,
+        gamma=gamma,
+        bound=bound,
+        step=step,
+        lam=parts["lam"],
+        create_graph=False,
+        safeguard=parts["safeguard"],
+        guarantee=guarantee,
+        seed=hvp_seed,
+        **parts["metric"],
+    )
+    x = x.detach()
+    _log_steps(trace, n_iter, parts["safeguard"])
+    if squeeze:
+        x = x[0]
+    if is_numpy:
+        x = x.cpu().numpy()
+    if return_trace:
+        return x, trace.to_numpy()
+    return x
+
+
+def _model_parts(model, prior, lam):
+    """Prior, curvature, safeguard, prior weight and step metric of a model."""
+    parts = dict(prior=prior, curvature=None, safeguard=True)
     # the step metric is part of a trained model, never a user option
-    metric = dict(
+    parts["metric"] = dict(
         preconditioner=getattr(model, "preconditioner", "diagonal"),
         preconditioner_reg=getattr(model, "preconditioner_reg", 0.1),
     )
     if model is not None:
         if prior is not None:
             raise ValueError("Pass either model= or prior=, not both.")
-        prior = getattr(model, "prior", None)
-        curvature = getattr(model, "curvature", None)
+        parts["prior"] = getattr(model, "prior", None)
+        parts["curvature"] = getattr(model, "curvature", None)
         # an R-MM-Net trained without the safeguard runs without it
-        safeguard = bool(getattr(model, "safeguard", True))
+        parts["safeguard"] = bool(getattr(model, "safeguard", True))
         if lam is None:
             lam = getattr(model, "lam", None)
     lam = 1.0 if lam is None else lam
     _validate_type(lam, "numeric", "lam")
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got {lam}.")
-    is_numpy = isinstance(y, np.ndarray)
+    if parts["prior"] is not None:
+        _validate_type(parts["prior"], torch.nn.Module, "prior")
+    parts["lam"] = lam
+    return parts
+
+
+def _check_problem(y, L, device, dtype):
+    """Return data and leadfield as batched tensors with matching shapes."""
     y_t = _as_tensor(y, "y", device, dtype)
     L_t = _as_tensor(L, "L", device, dtype)
     squeeze = y_t.ndim == 2
@@ -193,14 +236,15 @@ def solve_mm(
         )
     if not bool((_sq_norm(y_t) > 0).all()):
         raise ValueError("y has an all-zero sample; the cosine energy is undefined.")
-    if prior is not None:
-        _validate_type(prior, torch.nn.Module, "prior")
-    prior = _prepare_module(prior, device, dtype)
-    curvature = _prepare_module(curvature, device, dtype)
+    return y_t, L_t, squeeze
+
+
+def _start(x0, y_t, L_t, squeeze, *, init, seed, prior):
+    """Return the start of the iterations: ``x0`` checked, or ``init``."""
     batch, _, n_times = y_t.shape
     shape = (batch, L_t.shape[1], n_times)
     if x0 is not None:
-        x_start = _as_tensor(x0, "x0", device, dtype)
+        x_start = _as_tensor(x0, "x0", y_t.device, y_t.dtype)
         if squeeze and x_start.ndim == 2:
             x_start = x_start[None]
         if tuple(x_start.shape) != shape:
@@ -215,25 +259,11 @@ def solve_mm(
             "leadfield has all-zero columns for every active source); check y "
             "and L, or pass another x0."
         )
-    hvp_seed = None if seed is None else _torch_generator(seed, device)
-    x, trace = mm_iterations(
-        x_start,
-        y_t,
-        L_t,
-        prior=prior,
-        curvature=curvature,
-        n_iter=int(n_iter),
-        gamma=gamma,
-        bound=bound,
-        step=step,
-        lam=lam,
-        create_graph=False,
-        safeguard=safeguard,
-        guarantee=guarantee,
-        seed=hvp_seed,
-        **metric,
-    )
-    x = x.detach()
+    return x_start
+
+
+def _log_steps(trace, n_iter, safeguard):
+    """One log line: the energy's change and how each step was accepted."""
     labels = trace.step_labels
     logger.info(
         f"MM: {n_iter} iterations, energy {float(trace.total[0].mean()):.4f} -> "
@@ -242,13 +272,6 @@ def solve_mm(
         + ("rejected " if safeguard else "rising (taken, no safeguard) ")
         + f"{100 * labels['rejected']:.1f}%"
     )
-    if squeeze:
-        x = x[0]
-    if is_numpy:
-        x = x.cpu().numpy()
-    if return_trace:
-        return x, trace.to_numpy()
-    return x
 
 
 #: settings of :func:`solve_mm` without a model (classical MM, the paper's)

@@ -25,8 +25,10 @@ def add_parser(subparsers):
         help="train MM-Net (truncated bilevel, Algorithm 1) on simulated data",
         description=(
             "Train MM-Net on a simulation directory written by `mne-mmnet "
-            "simulate`. Run under `torchrun --nproc_per_node N` for data-parallel "
-            "training (gloo on CPU, NCCL on GPU)."
+            "simulate`. Model options left out take the settings of the shipped "
+            "default model (mne_mmnet.training.default_config). Run under "
+            "`torchrun --nproc_per_node N` for data-parallel training (gloo on "
+            "CPU, NCCL on GPU)."
         ),
     )
     add = p.add_argument
@@ -38,7 +40,15 @@ def add_parser(subparsers):
         type=Path,
         help="output directory (checkpoint, train_log.jsonl, loss.png, model.pt)",
     )
-    g = p.add_argument_group("model")
+    _add_model_options(p.add_argument_group("model"))
+    _add_optimisation_options(p.add_argument_group("optimisation"))
+    _add_run_options(p.add_argument_group("run"))
+    p.set_defaults(func=_run)
+    return p
+
+
+def _add_model_options(g):
+    """Add the model's options: every default is the shipped default model's."""
     g.add_argument(
         "--config",
         type=Path,
@@ -55,16 +65,14 @@ def add_parser(subparsers):
     g.add_argument(
         "--prior-hidden",
         type=_int_tuple,
-        default=(256, 128),
-        help="hidden channels of the autoencoder prior (default 256,128)",
+        help="hidden channels of the autoencoder prior (default 1024,512)",
     )
-    g.add_argument("--curvature-embed", type=int, default=64)
-    g.add_argument("--curvature-hidden", type=int, default=64)
+    g.add_argument("--curvature-embed", type=int, help="default 64")
+    g.add_argument("--curvature-hidden", type=int, help="default 64")
     g.add_argument(
         "--bound",
         choices=("analytic", "hvp", "none"),
-        default="analytic",
-        help="projection bound; 'none' trains R-MM-Net",
+        help="projection bound (default analytic); 'none' trains R-MM-Net",
     )
     g.add_argument(
         "--no-safeguard",
@@ -72,12 +80,11 @@ def add_parser(subparsers):
         help="take every step even if it increases the energy (with --bound none: "
         "the paper's unguarded R-MM-Net)",
     )
-    g.add_argument("--n-iter", type=int, default=10, help="inner MM iterations")
+    g.add_argument("--n-iter", type=int, help="inner MM iterations (default 3)")
     g.add_argument(
         "--step",
         choices=("diagonal", "directional"),
-        default="diagonal",
-        help="diagonal MM step (the paper's) or 1-D MM step along p * g",
+        help="diagonal MM step (the paper's) or a step along p * g (default)",
     )
     g.add_argument(
         "--gamma",
@@ -85,13 +92,24 @@ def add_parser(subparsers):
         default=None,
         help="relaxation in (0, 2); default 1.999 (diagonal) or 1 (directional)",
     )
-    g.add_argument("--init", choices=("random", "mne", "sloreta"), default="random")
+    g.add_argument(
+        "--init",
+        choices=("random", "mne", "sloreta", "prior"),
+        help="start of the iterations (default prior: the prior at sLORETA)",
+    )
+    g.add_argument(
+        "--preconditioner",
+        choices=("diagonal", "leadfield"),
+        help="step metric (default leadfield)",
+    )
     g.add_argument(
         "--leadfield",
         type=Path,
         help=".npy leadfield (n_channels, n_sources); default the template",
     )
-    o = p.add_argument_group("optimisation")
+
+
+def _add_optimisation_options(o):
     o.add_argument("--epochs", type=int, default=10)
     o.add_argument("--max-steps", type=int)
     o.add_argument("--batch-size", type=int, default=8, help="global batch size")
@@ -109,7 +127,9 @@ def add_parser(subparsers):
     o.add_argument("--prior-noise", type=float, default=0.5)
     o.add_argument("--crop", type=int, help="train on windows of this many samples")
     o.add_argument("--grad-clip", type=float, default=1.0)
-    r = p.add_argument_group("run")
+
+
+def _add_run_options(r):
     r.add_argument("--checkpoint-every", type=int, default=100)
     r.add_argument(
         "--resume", action="store_true", help="continue from OUT/checkpoint.pt"
@@ -132,8 +152,34 @@ def add_parser(subparsers):
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--verbose", default="info")
-    p.set_defaults(func=_run)
-    return p
+
+
+def _mmnet_config(args, n_sources):
+    """Return the default model's configuration with the given options set."""
+    from .loop import default_config
+
+    config = default_config(n_sources)
+    if args.prior_hidden is not None:
+        config["prior"]["hidden"] = list(args.prior_hidden)
+    for key in ("embed", "hidden"):
+        value = getattr(args, f"curvature_{key}")
+        if value is not None:
+            config["curvature"][key] = value
+    given = dict(
+        n_iter=args.n_iter,
+        init=args.init,
+        step=args.step,
+        preconditioner=args.preconditioner,
+        gamma=args.gamma,
+    )
+    config.update({key: value for key, value in given.items() if value is not None})
+    if args.bound is not None:
+        config["bound"] = None if args.bound == "none" else args.bound
+    if args.no_safeguard:
+        config["safeguard"] = False
+    if args.gamma is None and args.step is not None:
+        config["gamma"] = 1.0 if args.step == "directional" else 1.999
+    return config
 
 
 def _run(args):
@@ -141,7 +187,7 @@ def _run(args):
     import torch
 
     from ..simulation.io import _read_manifest
-    from .loop import default_config, train
+    from .loop import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,31 +197,15 @@ def _run(args):
         from ..learned_baselines import baseline_config
 
         manifest = _read_manifest(args.data)
+        given = dict(prior_hidden=args.prior_hidden, n_iter=args.n_iter, init=args.init)
         config = baseline_config(
             args.architecture,
             n_sources=int(manifest["n_sources"]),
             n_times=int(args.crop or manifest["n_times"]),
-            prior_hidden=args.prior_hidden,
-            n_iter=args.n_iter,
-            init=args.init,
+            **{key: value for key, value in given.items() if value is not None},
         )
     else:
-        n_sources = int(_read_manifest(args.data)["n_sources"])
-        config = default_config(n_sources)
-        config["prior"]["hidden"] = list(args.prior_hidden)
-        config["curvature"].update(
-            embed=args.curvature_embed, hidden=args.curvature_hidden
-        )
-        config.update(
-            bound=None if args.bound == "none" else args.bound,
-            n_iter=args.n_iter,
-            init=args.init,
-            step=args.step,
-            safeguard=not args.no_safeguard,
-            gamma=args.gamma
-            if args.gamma is not None
-            else (1.0 if args.step == "directional" else 1.999),
-        )
+        config = _mmnet_config(args, int(_read_manifest(args.data)["n_sources"]))
     leadfield = None if args.leadfield is None else np.load(args.leadfield)
     result = train(
         args.data,

@@ -1,0 +1,89 @@
+"""
+.. _tut-own-forward:
+
+Your own forward model
+======================
+
+MM-Net's networks work on the 994 template regions, but the head model can be
+yours: any fixed-orientation EEG forward on the fsaverage5 (ico-5) source
+space is summed over the regions (each region's gain is the sum over its
+vertices). Forwards often drop vertices (``mindist`` removes those too close
+to the inner skull); a region that keeps at least one vertex is scaled up
+for the ones it lost, and a region that lost all of them is refused, with
+its name.
+
+Here the head is a three-shell sphere fitted to the electrodes (a few
+seconds to compute; a BEM from ``mne.make_bem_solution`` works the same
+way).
+"""
+
+# %%
+import mne
+import numpy as np
+
+import mne_mmnet
+from mne_mmnet.simulation import simulate_broad
+
+mne.set_log_level("WARNING")
+template = mne_mmnet.read_template_forward()
+subjects_dir = mne_mmnet.template_subjects_dir()  # fsaverage with ico-5 meshes
+src = mne.setup_source_space(
+    "fsaverage", spacing="ico5", subjects_dir=subjects_dir, add_dist=False
+)
+info = mne.create_info(template.ch_names, 250.0, "eeg")
+info.set_montage("colin27_1020")
+radius, origin, _ = mne.bem.fit_sphere_to_headshape(info, dig_kinds=("eeg",), units="m")
+
+# %%
+# A sphere that cuts through the cortex
+# -------------------------------------
+# MNE's default shells are too small for fsaverage's cortex: vertices outside
+# the inner shell are dropped, and with them whole regions.
+sphere = mne.make_sphere_model(origin, radius)
+fwd = mne.make_forward_solution(info, None, src, sphere, mindist=5.0)
+fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)
+print(f"{fwd['nsource']} of 20484 vertices kept")
+
+sim = simulate_broad(1, seed=5, n_patches=(1, 1), polarity="negative", snr_db=(10, 10))
+evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
+evoked.set_eeg_reference("average", projection=True)
+try:
+    mne_mmnet.apply_mmnet_inverse(evoked, fwd)
+except ValueError as err:
+    print(err)
+
+# %%
+# A sphere around the cortex
+# --------------------------
+# With the inner shell 2 mm outside the farthest cortical vertex and a 5 mm
+# skull, every vertex is kept and the forward is accepted.
+cortex = np.concatenate([s["rr"][s["vertno"]] for s in src])
+inner = np.linalg.norm(cortex - origin, axis=1).max() + 2e-3
+scalp = max(radius, inner + 9e-3)
+sphere = mne.make_sphere_model(
+    origin,
+    scalp,
+    relative_radii=(inner / scalp, (inner + 5e-3) / scalp, 1.0),
+    sigmas=(0.33, 0.0042, 0.33),
+)
+fwd = mne.make_forward_solution(info, None, src, sphere, mindist=2.0)
+fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)
+print(f"{fwd['nsource']} of 20484 vertices kept")
+
+# %%
+# The networks are the same; only the leadfield changed. These data were
+# simulated with the template's BEM, so inverting them with the sphere is a
+# head-model mismatch: how much that costs is measured by the ``sphere-head``
+# and ``conductivity`` scenarios of the generalisation benchmark (README).
+stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd)
+print(stc)
+
+# %%
+# Individual anatomy: not yet
+# ---------------------------
+# The regions are defined on fsaverage5's vertex numbers. A source space of
+# an individual subject, including fsaverage5's morphed to the subject with
+# ``mne.morph_source_spaces`` (which renumbers the vertices in the subject's
+# mesh), has no region correspondence here yet and is refused with a
+# ``ValueError``; the head model (sphere, BEM, conductivities, electrode
+# positions) can be the subject's, as above.
