@@ -3,11 +3,20 @@
 docdict = {}
 
 docdict["fwd"] = """fwd : mne.Forward | MMNetInverse
-    Fixed-orientation forward model on the fsaverage template: the
-    994-region template of :func:`mne_mmnet.read_template_forward`, or a
-    vertex-level fsaverage forward on all 10,242 vertices of each hemisphere
-    of an ico-5 source space (summed over the template regions); or an
-    inverse prepared by :func:`mne_mmnet.make_mmnet_inverse`."""
+    Fixed-orientation EEG forward model: the 994-region template of
+    :func:`mne_mmnet.read_template_forward`; a vertex-level forward on
+    fsaverage's ico-5 source space (vertices dropped by ``mindist`` are
+    allowed while every region keeps one); a forward on an individual
+    subject's cortical source space (e.g. from
+    :func:`mne.morph_source_spaces`), mapped to the regions through the
+    subject's spherical registration (see ``subjects_dir``); vertex-level
+    forwards are summed over the template regions. Or an inverse prepared
+    by :func:`mne_mmnet.make_mmnet_inverse`."""
+
+docdict["subjects_dir"] = """subjects_dir : path-like | None
+    FreeSurfer subjects folder holding the subject of ``fwd`` (its
+    ``surf/?h.sphere.reg``), needed only when ``fwd`` is on an individual
+    subject's source space. ``None``: MNE's ``SUBJECTS_DIR``."""
 
 docdict["model"] = """model : str | path-like | MMNet | None
     ``"broad"`` (default: trained on the broad simulator, for any

@@ -242,8 +242,9 @@ def _vertex_forward(fwd, keep=None, subject=None):
     return fwd_v
 
 
-def test_forward_with_dropped_vertices_and_another_subject_name(fwd, sim):
-    """Dropped vertices are made up by scaling; the forward's subject is kept."""
+def test_forward_with_dropped_vertices_and_another_subject(fwd, sim, tmp_path):
+    """Dropped vertices are made up by scaling; another subject's vertex numbers
+    are never read as fsaverage's (tests/test_subject_forward.py maps them)."""
     membership = _region_membership().tocsc()
     rng = np.random.default_rng(0)
     keep = rng.random(20484) > 0.15  # drop ~15%, as mindist does
@@ -251,21 +252,17 @@ def test_forward_with_dropped_vertices_and_another_subject_name(fwd, sim):
     keep[first] = True
     evoked = _evoked(sim)
     ref = apply_mmnet_inverse(evoked, fwd, **FAST)
-    stc = apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep, "sub-01"), **FAST)
+    stc = apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep), **FAST)
     np.testing.assert_allclose(stc.data, ref.data, rtol=1e-4,
                                atol=1e-4 * np.abs(ref.data).max())  # fmt: skip
-    assert stc.subject == "sub-01"
+    assert stc.subject == "fsaverage"
     keep[membership.indices[membership.indptr[5] : membership.indptr[6]]] = False
     with pytest.raises(ValueError, match="dropped every vertex of 1 template region"):
         apply_mmnet_inverse(evoked, _vertex_forward(fwd, keep), **FAST)
-    # an individual subject's source space (mne.morph_source_spaces renumbers
-    # the vertices) has no region correspondence yet: refused, not guessed
-    renumbered = _vertex_forward(fwd, subject="sub-01")
-    for s in renumbered["src"]:
-        s["np"] = 3 * s["np"]
-        s["vertno"] = np.sort(3 * s["vertno"] + 1)
-    with pytest.raises(ValueError, match="individual subject.*not supported"):
-        apply_mmnet_inverse(evoked, renumbered, **FAST)
+    # a subject's own vertex numbers: mapped only through its registration
+    other = _vertex_forward(fwd, subject="sub-01")
+    with pytest.raises(ValueError, match="sub-01.*spherical registration"):
+        apply_mmnet_inverse(evoked, other, subjects_dir=tmp_path, **FAST)
 
 
 def test_expand_to_vertices(fwd, sim):

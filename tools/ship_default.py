@@ -7,8 +7,10 @@ of the run (every check, also those after the selected one), the total
 number of steps and minutes, registers its sha256 and writes the model card.
 Also writes a weights-only snapshot of the run in progress (RUN/checkpoint.pt
 without optimiser state, float16 weights, < 20 MB) to checkpoints/broad-last.pt
-unless --no-snapshot, so that training continues on another machine with
-``tools/train_default.py --init-from``.
+so that training continues on another machine with
+``tools/train_default.py --init-from checkpoints/broad-last.pt --carry-on``;
+``--snapshot-only`` writes just that snapshot (a run in progress, nothing
+installed).
 """
 
 import argparse
@@ -33,11 +35,18 @@ def main():
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="broad")
     parser.add_argument("--snapshot", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--snapshot-only", action="store_true")
     opts = parser.parse_args()
     log = [
         json.loads(x) for x in (opts.run / "train_log.jsonl").read_text().splitlines()
     ]
     history = [h for h in log if h["phase"] == "validation"]
+    if not opts.snapshot_only:
+        _install(opts, log, history)
+    _snapshot(opts, history)
+
+
+def _install(opts, log, history):
     bilevel = [h for h in log if h["phase"] == "bilevel"]
     best = load_model(opts.run / "model_best.pt", device="cpu")
     meta = dict(best.metadata)
@@ -62,6 +71,9 @@ def main():
     card_file.write_text(json.dumps(card, indent=1) + "\n")
     print(f"installed {opts.name}: step {meta['selected_step']} of "
           f"{meta['total_steps']}, {meta['total_minutes']} min")  # fmt: skip
+
+
+def _snapshot(opts, history):
     ckpt = torch.load(opts.run / "checkpoint.pt", map_location="cpu", weights_only=True)
     snap = build_model(ckpt["model_config"])
     snap.load_state_dict(ckpt["model"])
@@ -73,7 +85,7 @@ def main():
                       validation=history),
     )  # fmt: skip
     print(
-        f"weights-only snapshot of step {ckpt['progress']['step']}: {out} "
+        f"weights-only snapshot of {ckpt['progress']}: {out} "
         f"({out.stat().st_size / 2**20:.1f} MB)"
     )
 

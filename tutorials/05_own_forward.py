@@ -5,12 +5,12 @@ Your own forward model
 ======================
 
 MM-Net's networks work on the 994 template regions, but the head model can be
-yours: any fixed-orientation EEG forward on the fsaverage5 (ico-5) source
-space is summed over the regions (each region's gain is the sum over its
-vertices). Forwards often drop vertices (``mindist`` removes those too close
-to the inner skull); a region that keeps at least one vertex is scaled up
-for the ones it lost, and a region that lost all of them is refused, with
-its name.
+yours: any fixed-orientation EEG forward on fsaverage's ico-5 source space,
+or on a subject's own cortex (last section), is summed over the regions
+(each region's gain is the sum over its vertices). Forwards often drop
+vertices (``mindist`` removes those too close to the inner skull); a
+region that keeps at least one vertex is scaled up for the ones it lost,
+and a region that lost all of them is refused, with its name.
 
 Here the head is a three-shell sphere fitted to the electrodes (a few
 seconds to compute; a BEM from ``mne.make_bem_solution`` works the same
@@ -79,11 +79,22 @@ stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd)
 print(stc)
 
 # %%
-# Individual anatomy: not yet
-# ---------------------------
-# The regions are defined on fsaverage5's vertex numbers. A source space of
-# an individual subject, including fsaverage5's morphed to the subject with
-# ``mne.morph_source_spaces`` (which renumbers the vertices in the subject's
-# mesh), has no region correspondence here yet and is refused with a
-# ``ValueError``; the head model (sphere, BEM, conductivities, electrode
-# positions) can be the subject's, as above.
+# Individual anatomy
+# ------------------
+# A forward on a subject's own cortex works too: fsaverage's ico-5 source
+# space morphed to the subject with :func:`mne.morph_source_spaces` (or any
+# cortical source space of the subject). Its vertex numbers are the
+# subject's, so each source is given the template region of the nearest
+# fsaverage5 vertex on FreeSurfer's spherical registration
+# (``surf/?h.sphere.reg`` under ``subjects_dir``), the correspondence MNE's
+# morphs use; the result is labelled with the subject's name. No individual
+# anatomy ships with the package, so this is not run here
+# (``tests/test_subject_forward.py`` checks it on a renumbered copy of
+# fsaverage: the leadfield comes out exactly the template one)::
+#
+#     src_sub = mne.morph_source_spaces(src, "sub-01", subjects_dir=sd)
+#     bem = mne.make_bem_solution(mne.make_bem_model("sub-01", subjects_dir=sd))
+#     fwd = mne.make_forward_solution(info, trans, src_sub, bem, mindist=5)
+#     fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)
+#     stc = mne_mmnet.apply_mmnet_inverse(evoked, fwd, subjects_dir=sd)
+#     stc.subject  # "sub-01"

@@ -30,6 +30,7 @@ def apply_mmnet_inverse(
     device=None,
     seed=0,
     return_trace=False,
+    subjects_dir=None,
     verbose=None,
 ):
     """Estimate cortical sources of an Evoked with MM-Net.
@@ -55,6 +56,7 @@ def apply_mmnet_inverse(
         Also return the solver trace (energy per iteration; steps certified,
         checked and rejected, see :attr:`mne_mmnet.solver.MMTrace.step_labels`),
         e.g. for :func:`mne_mmnet.viz.plot_convergence`.
+    %(subjects_dir)s
     %(verbose)s
 
     Returns
@@ -99,7 +101,7 @@ def apply_mmnet_inverse(
     .. footbibliography::
     """
     _validate_type(evoked, Evoked, "evoked", "mne.Evoked")
-    inv = _operator_for(evoked.info, fwd, model, device, "evoked")
+    inv = _operator_for(evoked.info, fwd, model, device, "evoked", subjects_dir)
     _validate_type(return_trace, bool, "return_trace")
     n_iter = _check_n_iter(n_iter)
     picks = inv._check_info(evoked.info, "evoked")
@@ -117,7 +119,7 @@ def apply_mmnet_inverse(
     return (stc, trace) if return_trace else stc
 
 
-def _operator_for(info, fwd, model, device, name):
+def _operator_for(info, fwd, model, device, name, subjects_dir):
     if isinstance(fwd, MMNetInverse):
         if model is not DEFAULT_MODEL and model != fwd.model_name:
             raise ValueError(
@@ -125,7 +127,9 @@ def _operator_for(info, fwd, model, device, name):
                 f"pass model={model!r} with it (prepare another inverse)."
             )
         return fwd
-    return _make_operator(info, fwd, model, device, name=name)
+    return _make_operator(
+        info, fwd, model, device, name=name, subjects_dir=subjects_dir
+    )
 
 
 def _check_n_iter(n_iter):
@@ -171,6 +175,7 @@ def apply_mmnet_inverse_epochs(
     seed=0,
     batch_size=16,
     return_generator=False,
+    subjects_dir=None,
     verbose=None,
 ):
     """Estimate cortical sources of each epoch with MM-Net.
@@ -192,6 +197,7 @@ def apply_mmnet_inverse_epochs(
     return_generator : bool
         Return a generator yielding one stc per epoch instead of a list (the
         data of all epochs are still checked before the first is solved).
+    %(subjects_dir)s
     %(verbose)s
 
     Returns
@@ -216,7 +222,7 @@ def apply_mmnet_inverse_epochs(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if len(epochs) == 0:
         raise ValueError("epochs is empty: there is nothing to invert.")
-    inv = _operator_for(epochs.info, fwd, model, device, "epochs")
+    inv = _operator_for(epochs.info, fwd, model, device, "epochs", subjects_dir)
     n_iter = _check_n_iter(n_iter)
     picks = inv._check_info(epochs.info, "epochs")
     data = epochs.get_data(picks=picks).astype(np.float64)

@@ -148,7 +148,9 @@ def _resolve_model(model, device):
 
 @verbose
 @fill_doc
-def make_mmnet_inverse(info, fwd, model=DEFAULT_MODEL, *, device=None, verbose=None):
+def make_mmnet_inverse(
+    info, fwd, model=DEFAULT_MODEL, *, device=None, subjects_dir=None, verbose=None
+):
     """Prepare an MM-Net inverse for the channels of a recording.
 
     Parameters
@@ -159,6 +161,7 @@ def make_mmnet_inverse(info, fwd, model=DEFAULT_MODEL, *, device=None, verbose=N
     %(fwd)s
     %(model)s
     %(device)s
+    %(subjects_dir)s
     %(verbose)s
 
     Returns
@@ -177,16 +180,18 @@ def make_mmnet_inverse(info, fwd, model=DEFAULT_MODEL, *, device=None, verbose=N
     import mne
 
     _validate_type(info, mne.Info, "info", "mne.Info")
-    return _make_operator(info, fwd, model, device, name="info")
+    return _make_operator(
+        info, fwd, model, device, name="info", subjects_dir=subjects_dir
+    )
 
 
-def _make_operator(info, fwd, model, device, *, name):
+def _make_operator(info, fwd, model, device, *, name, subjects_dir=None):
     device = _get_device(device)
     _, ch_names = _pick_eeg(info, name)
     proj, reference = _reference_projector(info, ch_names, name)
     _validate_type(fwd, Forward, "fwd", "mne.Forward or MMNetInverse")
     rows = _match_channels(info, ch_names, fwd, name)
-    gain, vertices, subject = _prepare_leadfield(fwd, rows)
+    gain, vertices, subject = _prepare_leadfield(fwd, rows, subjects_dir)
     net = _resolve_model(model, device)
     if net is not None and (net.bound is None or not net.safeguard):
         logger.info(

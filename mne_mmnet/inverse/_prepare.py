@@ -4,23 +4,25 @@ Everything that can go wrong with a user's Evoked or Forward is checked here,
 once, with an error that says what was found and what to do.
 """
 
-from functools import cache
-
 import numpy as np
 from mne import Forward, pick_types
 from mne.io.constants import FIFF
 from mne.utils import _validate_type, logger
 
-from ..forward import read_template_labels
 from ..forward.template import N_REGIONS
+from ._regions import N_FSAVERAGE5 as _N_FSAVERAGE5
+from ._regions import (  # noqa: F401 (re-exported for expand_to_vertices, tests)
+    _region_membership,
+    _subject_regions,
+    _sum_over_regions,
+    _template_vertices,
+    _vertex_regions,
+)
 
 #: Fewest good EEG channels we accept. The networks live in source space, so
 #: any subset of the template montage works, but below this the 994-region
 #: problem is so under-determined that no localisation is meaningful.
 MIN_CHANNELS = 16
-#: Vertices per hemisphere of fsaverage5, and of an ico-5 source space on
-#: fsaverage (FreeSurfer's icosahedral surfaces nest, so both use 0..10241).
-_N_FSAVERAGE5 = 10242
 #: smallest fraction of the ico-5 vertices a vertex-level forward must keep
 _MIN_KEPT = 0.5
 
@@ -216,10 +218,12 @@ def _match_channels(info, ch_names, fwd, name):
     return matched
 
 
-def _prepare_leadfield(fwd, ch_names):
+def _prepare_leadfield(fwd, ch_names, subjects_dir=None):
     """Template-region leadfield rows for ``ch_names`` and the stc layout.
 
     Returns ``(leadfield, vertices, subject)``, leadfield ``(n_ch, 994)``.
+    A forward on an individual subject's source space needs the subject's
+    spherical registration under ``subjects_dir``.
     """
     _validate_type(fwd, Forward, "fwd", "mne.Forward")
     if not fwd["surf_ori"] or fwd["source_ori"] != FIFF.FIFFV_MNE_FIXED_ORI:
@@ -258,92 +262,33 @@ def _prepare_leadfield(fwd, ch_names):
     # a vertex-level forward keeps most vertices (mindist drops ~10-15%); a
     # handful of sources on ico-5 numbers is a region-level forward of
     # another layout, not one that dropped 95% of its vertices
+    fsaverage = subject in (None, "fsaverage", "fsaverage5")
     if (
-        len(vertices) == 2
+        fsaverage
+        and len(vertices) == 2
         and n_src >= _MIN_KEPT * 2 * _N_FSAVERAGE5
         and all(
             s["np"] >= _N_FSAVERAGE5 and len(v) and v.max() < _N_FSAVERAGE5
             for s, v in zip(src, vertices)
         )
     ):
+        rows = np.r_[vertices[0], vertices[1] + _N_FSAVERAGE5]
+        regions = _vertex_regions()[rows]
         return (
-            _sum_vertex_forward(gain, vertices, subject),
+            _sum_over_regions(gain, regions, subject),
             template,
             subject or ("fsaverage"),
         )
+    if len(vertices) == 2 and not fsaverage:
+        regions = _subject_regions(src, subject, subjects_dir)
+        return _sum_over_regions(gain, regions, subject), template, subject
     raise ValueError(
         f"fwd has {n_src} sources in {len(vertices)} source space(s); MM-Net "
         f"needs the fsaverage template layout: either the {N_REGIONS}-region "
-        "template (mne_mmnet.read_template_forward()) or a fixed-orientation "
+        "template (mne_mmnet.read_template_forward()), a fixed-orientation "
         "forward on an ico-5 source space (vertex numbers below 10,242 in each "
         "hemisphere: mne.setup_source_space('fsaverage', 'ico5') with the "
-        "subjects_dir of mne_mmnet.template_subjects_dir()). A source space of "
-        "an individual subject (e.g. from mne.morph_source_spaces, which "
-        "renumbers the vertices) is not supported yet."
-    )
-
-
-def _sum_vertex_forward(gain, vertices, subject):
-    """Sum a vertex-level ico-5 forward over the template regions.
-
-    Vertices the forward dropped (e.g. too close to the inner skull) are made
-    up for by scaling each region's sum by (vertices in the region) / (kept
-    ones); a region with no vertex left cannot be estimated and is refused.
-    """
-    membership = _region_membership()
-    rows = np.r_[vertices[0], vertices[1] + _N_FSAVERAGE5]
-    kept = membership[rows]
-    n_kept = np.asarray(kept.sum(axis=0)).ravel()
-    n_all = np.asarray(membership.sum(axis=0)).ravel()
-    lost = np.flatnonzero(n_kept == 0)
-    if lost.size:
-        labels = read_template_labels(verbose=False)
-        names = ", ".join(labels[k].name for k in lost[:5])
-        raise ValueError(
-            f"fwd dropped every vertex of {lost.size} template region(s) ({names}"
-            f"{', ...' if lost.size > 5 else ''}): they cannot be estimated. Build "
-            "the forward so that each region keeps at least one vertex: a smaller "
-            "mindist (0 keeps them all), and a head model whose inner skull "
-            "encloses the whole cortex (sources outside it are always dropped)."
-        )
-    who = "fsaverage" if subject in (None, "fsaverage") else f"subject {subject!r}"
-    missing = 2 * _N_FSAVERAGE5 - len(rows)
-    logger.info(
-        f"    Summing the vertex-level ico-5 forward of {who} over the {N_REGIONS} "
-        "template regions"
-        + (f" ({missing} dropped vertices made up by scaling)" if missing else "")
-    )
-    return (gain @ kept) * (n_all / n_kept)
-
-
-def _template_vertices():
-    """Vertex numbers of the template regions (fresh copies, lh and rh)."""
-    return [v.copy() for v in _cached_template_vertices()]
-
-
-@cache
-def _cached_template_vertices():
-    from ..forward import read_template_forward
-
-    src = read_template_forward(verbose=False)["src"]
-    return tuple(np.asarray(s["vertno"]) for s in src)
-
-
-@cache
-def _region_membership():
-    """Sparse (20484, 994) matrix summing vertex columns into regions.
-
-    Cached: read-only by convention (only ever multiplied).
-    """
-    from scipy import sparse
-
-    labels = read_template_labels(verbose=False)
-    rows, cols = [], []
-    for ri, label in enumerate(labels):
-        offset = 0 if label.hemi == "lh" else _N_FSAVERAGE5
-        rows.append(label.vertices + offset)
-        cols.append(np.full(len(label.vertices), ri))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    return sparse.csr_array(
-        (np.ones(len(rows)), (rows, cols)), shape=(2 * _N_FSAVERAGE5, N_REGIONS)
+        "subjects_dir of mne_mmnet.template_subjects_dir()), or a forward on an "
+        "individual subject's cortical source space (both hemispheres, e.g. "
+        "from mne.morph_source_spaces) with subjects_dir= holding the subject."
     )
