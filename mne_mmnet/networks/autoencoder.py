@@ -277,9 +277,10 @@ class SoftReLUAutoencoder(nn.Module):
         weights change (e.g. an optimiser step) the bound is updated with the
         triangle inequality, ``||W|| <= ||W_ref|| + sum_t ||W_t - W_ref,t||_2``
         (a convolution's norm is at most the sum of its taps' spectral norms,
-        each certified by :func:`taps_norm_bound`), which costs one small
-        factorisation per tap; once that slack exceeds ``refresh`` times the
-        reference norm, the norm is recomputed and the reference reset.
+        each certified by ``taps_norm_bound`` of ``networks._conv_norms``),
+        which costs one small factorisation per tap; once that slack exceeds
+        ``refresh`` times the reference norm, the norm is recomputed and the
+        reference reset.
 
         With :attr:`round_norm_lengths` set (training on windows of many
         lengths), ``n_times`` is rounded up to a power of two: the norm of a
