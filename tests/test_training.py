@@ -174,7 +174,12 @@ def test_training_lowers_meta_loss(tmp_path):
     # the best model is the one with the lowest validation meta-loss
     best = load_model(tmp_path / "model_best.pt", device="cpu")
     best_row = min(val, key=lambda r: r["val_loss"])
-    assert best.metadata["validation"][0]["step"] == best_row["step"]
+    assert best.metadata["progress"]["val_step"] == best_row["step"]
+    # its card carries the validation history up to it
+    history = best.metadata["validation"]
+    assert [h["step"] for h in history] == [
+        r["step"] for r in val if r["step"] <= best_row["step"]
+    ]
 
 
 def _train_kwargs(L):
@@ -341,3 +346,24 @@ def test_peak_localization_loss_rewards_the_peak_in_the_patch():
     loss.sum().backward()
     assert torch.isfinite(loss).all() and torch.isfinite(zero.grad).all()
     torch.testing.assert_close(loss, torch.full((2,), np.log(10.0), dtype=loss.dtype))
+
+
+def test_model_selection_by_global_le_then_auc():
+    """With metrics the kept model is the one with the lowest global LE, AUC
+    breaking ties; without them the lowest meta-loss."""
+    from mne_mmnet.training._session import _improves
+
+    state = dict(best_val=float("inf"), best_le=float("inf"), best_auc=0.0)
+    runs = [  # (global LE, AUC, meta-loss)
+        (20.0, 0.80, 0.5), (18.0, 0.70, 0.9), (18.0, 0.75, 0.9),
+        (18.0, 0.74, 0.1), (19.0, 0.99, 0.1),
+    ]  # fmt: skip
+    kept = [
+        _improves(dict(val_global_le=le, val_auc=a, val_loss=loss), state)
+        for le, a, loss in runs
+    ]
+    assert kept == [True, True, True, False, False]
+    assert (state["best_le"], state["best_auc"]) == (18.0, 0.75)
+    state = dict(best_val=float("inf"))
+    kept = [_improves(dict(val_loss=loss), state) for loss in (0.5, 0.7, 0.4)]
+    assert kept == [True, False, True] and state["best_val"] == 0.4

@@ -25,8 +25,12 @@
 # directional = 1-D MM step along the learned direction; default directional),
 # LR (Adam learning rate, default 1e-4), SAFEGUARD (on/off; default on, off
 # with BOUND=none), SUFFIX (appended to the run folder and the installed
-# name; default empty, '-unprojected' with BOUND=none). The model with the lowest validation
-# meta-loss (checked every 50 steps) is the one installed.
+# name; default empty, '-unprojected' with BOUND=none), PRECONDITIONER (step
+# metric: leadfield or diagonal; default leadfield, as the default model).
+# The model with the lowest validation global LE (AUC breaks ties; checked
+# every 50 steps) is the one installed. Replicas shipped before 2026-12-03 were
+# selected by validation meta-loss with the diagonal metric (their model cards
+# say which).
 #
 # Note on INIT: from the paper's random start the certified bound allows only
 # tiny steps (nu_up is ~2% of ||x||/||g|| on the template), so 10 projected MM
@@ -43,6 +47,7 @@ BOUND=${BOUND:-analytic}
 INIT=${INIT:-sloreta}
 STEP=${STEP:-directional}
 LR=${LR:-1e-4}
+PRECONDITIONER=${PRECONDITIONER:-leadfield}
 if [ "$BOUND" = none ]; then
     SAFEGUARD=${SAFEGUARD:-off}
     SUFFIX=${SUFFIX--unprojected}
@@ -73,6 +78,7 @@ train_one() {  # name train_dir val_dir seed [extra...]
     OMP_NUM_THREADS=$THREADS mne-mmnet train \
         --data "$data" --val-data "$val" --out "$WORK/run-$name" \
         --bound "$BOUND" "${GUARD_ARGS[@]}" --init "$INIT" --step "$STEP" --n-iter 10 \
+        --preconditioner "$PRECONDITIONER" \
         --prior-hidden 256,128 --curvature-embed 64 --curvature-hidden 64 \
         --gradient jfb --jfb-last 2 --batch-size 8 --lr "$LR" \
         --prior-steps 300 --epochs 50 --max-minutes "$MINUTES" "${STEP_ARGS[@]}" \

@@ -83,7 +83,9 @@ def _evaluate(model, val, L_t, args, ctx, *, positions, adjacency):
     sim, dataset = val
     n = len(dataset)
     with_metrics = sim is not None and positions is not None
-    keys = ["val_loss"] + (["val_auc", "val_le"] if with_metrics else [])
+    keys = ["val_loss"] + (
+        ["val_auc", "val_global_le", "val_le"] if with_metrics else []
+    )
     sums = {key: (0.0, 0) for key in keys}  # same keys on every rank
     model.eval()
     idx_all = np.arange(n)[ctx.rank :: ctx.world_size]
@@ -113,12 +115,13 @@ def _evaluate(model, val, L_t, args, ctx, *, positions, adjacency):
 
 
 def _metrics(x_hat, sim, idx, positions, adjacency):
-    """Localisation error (mm) and AUC of each sample (helper C's metrics)."""
-    from ..metrics import evaluate
+    """Paper's and global localisation errors (mm) and AUC of each sample."""
+    from ..metrics import evaluate, global_localization_error
 
     idx = idx.numpy()
+    est = x_hat.detach().cpu().double().numpy()
     res = evaluate(
-        x_hat.detach().cpu().double().numpy(),
+        est,
         sim.sources[idx],
         seeds=sim.seeds[idx],
         positions=positions,
@@ -127,7 +130,12 @@ def _metrics(x_hat, sim, idx, positions, adjacency):
         active=sim.patch_masks[idx],
         verbose=False,
     )
-    return dict(val_le=res["localization_error"], val_auc=res["auc"])
+    global_le = global_localization_error(
+        est, sim.sources[idx], seeds=sim.seeds[idx], positions=positions
+    )
+    return dict(
+        val_le=res["localization_error"], val_global_le=global_le, val_auc=res["auc"]
+    )
 
 
 def _prepare(eeg, sources, L_t):

@@ -34,6 +34,7 @@ from ._steps import (
     _CHECKPOINT,
     _PRIOR_STREAM,
     TrainResult,
+    beats_best,
     default_config,
     meta_gradient_step,
 )
@@ -60,7 +61,14 @@ class _Session:
             self.prior_params or [torch.zeros(1)], lr=args["prior_lr"]
         )
         self.state = dict(
-            step=0, epoch=0, batch=0, prior_step=0, val_step=-1, best_val=float("inf")
+            step=0,
+            epoch=0,
+            batch=0,
+            prior_step=0,
+            val_step=-1,
+            best_val=float("inf"),
+            best_le=float("inf"),
+            best_auc=0.0,
         )
         if args["grad_clip"] is None:
             args["grad_clip"] = float("inf")
@@ -137,7 +145,7 @@ class _Session:
         return [float(v / t[-1]) for v in t[:-1]]
 
     def validate(self):
-        """Score the validation set; keep the model with the lowest meta-loss."""
+        """Score the validation set; keep the best model (see ``_improves``)."""
         from ..pretrained import save_model
 
         if self.val is None:
@@ -150,17 +158,39 @@ class _Session:
         state["val_step"] = state["step"]
         self.log.write(phase="validation", step=state["step"], epoch=state["epoch"],
                        time=self.elapsed(), **scores)  # fmt: skip
-        # keep the model with the lowest validation meta-loss (the bilevel
-        # objective): unrolled training can drift after a good start
-        if self.ctx.is_main and scores["val_loss"] < state["best_val"]:
-            state["best_val"] = float(scores["val_loss"])
+        if self.ctx.is_main and _improves(scores, state):
+            history = [
+                {k: v for k, v in h.items() if k != "phase"}
+                for h in self.log.history
+                if h.get("phase") == "validation"
+            ]
             meta = dict(
                 train_args=self.args,
                 progress=dict(state),
-                validation=[dict(step=state["step"], **scores)],
+                selection=_SELECTION,
+                validation=history,
             )
             save_model(self.model, self.out_dir / "model_best.pt", metadata=meta,
                        overwrite=True)  # fmt: skip
+
+
+_SELECTION = (
+    "lowest validation global LE, AUC breaks ties (lowest meta-loss without metrics)"
+)
+
+
+def _improves(scores, state):
+    """Whether these validation scores beat the best so far (and record them).
+
+    Global LE, then AUC (``beats_best``); the meta-loss without metrics.
+    """
+    le = scores.get("val_global_le")
+    if le is not None and np.isfinite(le):
+        return beats_best(le, scores.get("val_auc", 0.0), state)
+    if scores["val_loss"] < state["best_val"]:
+        state["best_val"] = float(scores["val_loss"])
+        return True
+    return False
 
 
 def _prior_phase(session):

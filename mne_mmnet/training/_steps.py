@@ -123,3 +123,18 @@ def default_config(n_sources=994):
         preconditioner="leadfield",
         preconditioner_reg=0.1,
     )
+
+
+def beats_best(le, area, progress):
+    """Whether a validation global LE and AUC beat the best so far.
+
+    The model users see is judged by what they see: the lowest global
+    localisation error, AUC breaking ties. ``progress`` holds ``best_le`` and
+    ``best_auc`` and is updated when the new scores win.
+    """
+    best_le = progress.get("best_le", float("inf"))
+    best_auc = progress.get("best_auc", 0.0)
+    better = le < best_le - 1e-9 or (abs(le - best_le) <= 1e-9 and area > best_auc)
+    if better:
+        progress.update(best_le=float(le), best_auc=float(area))
+    return better

@@ -19,7 +19,7 @@ from mne.utils import logger
 
 from ..problem import average_reference
 from ._broad_state import _LOG, _Clock, _Run, _validated_at
-from ._steps import default_config, meta_gradient_step
+from ._steps import beats_best, default_config, meta_gradient_step
 from .losses import meta_loss, peak_localization_loss
 
 #: ranges of the per-batch draws
@@ -157,12 +157,8 @@ def _prior_step(run, batch, generator, noise_level=0.5):
 def _keep_if_best(run, scores):
     from ..pretrained import save_model
 
-    better = scores["val_le"] < run.progress["best_le"] - 1e-9 or (
-        abs(scores["val_le"] - run.progress["best_le"]) <= 1e-9
-        and scores["val_auc"] > run.progress["best_auc"]
-    )
+    better = beats_best(scores["val_le"], scores["val_auc"], run.progress)
     if better:
-        run.progress.update(best_le=scores["val_le"], best_auc=scores["val_auc"])
         meta = dict(
             train_args=run.args,
             progress=dict(run.progress, elapsed=run.elapsed),
