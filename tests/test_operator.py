@@ -102,13 +102,26 @@ def test_bad_epoch_reported_before_any_solve(fwd, monkeypatch):
 def test_any_finite_amplitude_gives_the_scaled_result(fwd):
     evoked = _evoked(n_times=8)
     ref = apply_mmnet_inverse(evoked, fwd, model=None, n_iter=3, device="cpu")
-    for factor in (1e-13, 1e18):
+    # 1e-300 and 1e300: the squares of the data leave float64 (the norm
+    # would underflow to 0 or overflow to inf without the peak division)
+    for factor in (1e-300, 1e-13, 1e18, 1e300):
         scaled = evoked.copy()
         scaled.data *= factor
         with pytest.warns(RuntimeWarning, match="check the units"):
             stc = apply_mmnet_inverse(scaled, fwd, model=None, n_iter=3, device="cpu")
         atol = 1e-6 * factor * abs(ref.data).max()
         np.testing.assert_allclose(stc.data, factor * ref.data, rtol=1e-4, atol=atol)
+    # amplitudes that leave float64 are refused, never returned as 0 or inf
+    from mne_mmnet.inverse._run import _scaled
+
+    x, leadfield = np.ones((1, 2, 1)), np.eye(2)
+    y_unit = np.full((1, 2, 1), 0.5**0.5)
+    np.testing.assert_allclose(_scaled(x, leadfield, y_unit, np.array([2.0])),
+                               2 * 0.5**0.5 * x)  # fmt: skip
+    # sources = data / gain: 1e-320 / 1e10 underflows, 1e308 / 1e-10 overflows
+    for gain, factor in ((1e10, 1e-320), (1e-10, 1e308)):
+        with pytest.raises(ValueError, match="range of float64.*units"):
+            _scaled(x, gain * leadfield, y_unit, np.array([factor]))
 
 
 def test_names_matched_ignoring_case_and_edf_style(fwd):

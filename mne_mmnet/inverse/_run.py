@@ -38,6 +38,38 @@ def _progress(total, desc):
     )  # fmt: skip
 
 
+def _unit_norm(y):
+    """Each sample as ``factor * unit`` with ``|unit| = 1``, for any amplitude.
+
+    Dividing by the peak first keeps the squares finite for any finite
+    amplitude (1e-320 and 1e300 V give the same unit data).
+    """
+    peak = np.abs(y).max(axis=(1, 2))
+    y = np.divide(y, peak[:, None, None], out=np.zeros_like(y),
+                  where=peak[:, None, None] > 0)  # fmt: skip
+    norms = np.linalg.norm(y.reshape(len(y), -1), axis=1)
+    unit = np.divide(y, norms[:, None, None], out=np.zeros_like(y),
+                     where=norms[:, None, None] > 0)  # fmt: skip
+    return unit, peak * norms
+
+
+def _scaled(x, leadfield, y_unit, factor):
+    """Fit the amplitude of ``x`` to ``factor * y_unit``.
+
+    The least-squares scale is taken on the unit data, then multiplied by
+    ``factor``; amplitudes outside float64's range are refused.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        out = restore_scale(x, leadfield, y_unit) * factor[:, None, None]
+    if not np.isfinite(out).all() or not np.abs(out).max(axis=(1, 2)).all():
+        raise ValueError(
+            "The source amplitudes of data with a norm of "
+            f"{factor.min():.3g} to {factor.max():.3g} leave the range of "
+            "float64; EEG data are expected in volts: check the units of the data."
+        )
+    return out
+
+
 def _solve_batch(inv, y, *, n_iter, seed):
     """Solve (batch, n_ch, T) referenced data; scaled sources and the trace."""
     import torch
@@ -45,8 +77,7 @@ def _solve_batch(inv, y, *, n_iter, seed):
     from ..solver import solve_mm
     from ..solver.linear import finish_start
 
-    norms = np.linalg.norm(y.reshape(len(y), -1), axis=1)
-    y_unit = y / norms[:, None, None]  # the energy is scale free
+    y_unit, factor = _unit_norm(y)  # the energy is scale free
     y_t = torch.as_tensor(y_unit, dtype=torch.float32, device=inv.device)
     x0 = None
     if inv.kernel is not None:
@@ -65,7 +96,7 @@ def _solve_batch(inv, y, *, n_iter, seed):
         dtype="float32", return_trace=True, verbose=False, **settings,
     )  # fmt: skip
     x = x.double().cpu().numpy()
-    return restore_scale(x, inv.leadfield, y), trace
+    return _scaled(x, inv.leadfield, y_unit, factor), trace
 
 
 def _windows(n_times):
@@ -103,7 +134,7 @@ def _solve_long(inv, y, *, n_iter, seed):
     for first in range(0, len(starts), WINDOW_BATCH):
         chunk = starts[first : first + WINDOW_BATCH]
         segs = np.stack([y[0, :, s : s + WINDOW] for s in chunk])
-        keep = np.linalg.norm(segs.reshape(len(segs), -1), axis=1) > 0
+        keep = np.abs(segs).max(axis=(1, 2)) > 0
         x = np.zeros((len(chunk), out.shape[0], WINDOW))
         if keep.any():
             x[keep], trace = _solve_batch(inv, segs[keep], n_iter=n_iter, seed=seed)
