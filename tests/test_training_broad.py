@@ -69,3 +69,15 @@ def test_carry_on_continues_counters_time_and_history(tmp_path):
     assert (first["step"], first["prior_step"]) == (done["step"], done["prior_step"])
     prior = [e["step"] for e in log if e["phase"] == "prior"]
     assert prior == list(range(done["prior_step"] + 1, 5))
+
+
+def test_resume_takes_this_calls_learning_rates(tmp_path):
+    """A resumed run anneals: its optimisers take the rates it is given."""
+    train_broad(tmp_path, minutes=5, max_steps=1, lr=1e-4, prior_lr=1e-3, **TINY)
+    first = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert first["prior_optimizer"]["param_groups"][0]["lr"] == 1e-3
+    train_broad(tmp_path, minutes=5, max_steps=2, lr=5e-5, prior_lr=2e-4, **TINY)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["progress"]["step"] == 2
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [5e-5]
+    assert [g["lr"] for g in ckpt["prior_optimizer"]["param_groups"]] == [2e-4]

@@ -66,6 +66,13 @@ class _Run:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.prior_optimizer.load_state_dict(ckpt["prior_optimizer"])
+        # the learning rates are this call's (a resume with the same arguments
+        # is exact; a lower rate anneals a run)
+        for opt, key in ((self.optimizer, "lr"), (self.prior_optimizer, "prior_lr")):
+            for group in opt.param_groups:
+                if group["lr"] != self.args[key]:
+                    logger.info(f"{key}: {group['lr']:g} -> {self.args[key]:g}")
+                group["lr"] = self.args[key]
         self.elapsed0 = ckpt["progress"].pop("elapsed", 0.0)
         self.progress.update(ckpt["progress"])
         # entries logged after the checkpoint are redone by this run
