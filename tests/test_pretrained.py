@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import torch
 
-from mne_mmnet import pretrained
+from mne_mmnet import _fetch, pretrained
 from mne_mmnet.networks.mmnet import MMNet
 from mne_mmnet.pretrained import fetch_model, load_model, save_model
 
@@ -42,7 +42,7 @@ def shipped_dir(tmp_path, monkeypatch):
     """An empty stand-in for the package's data/models directory."""
     path = tmp_path / "shipped"
     path.mkdir()
-    monkeypatch.setattr(pretrained, "_SHIPPED_DIR", path)
+    monkeypatch.setattr(_fetch, "_SHIPPED_DIR", path)
     return path
 
 
@@ -189,7 +189,7 @@ def test_fetch_over_http(tmp_path, shipped_dir, http_server, monkeypatch):
     assert fetch_model("nmm", path=cache) == fname
     assert len(requests) == 1
     # load by name: default cache under MNE_DATA/mne_mmnet_models
-    monkeypatch.setattr(pretrained, "get_config", lambda key, default: str(tmp_path))
+    monkeypatch.setattr(_fetch, "get_config", lambda key, default: str(tmp_path))
     assert _same_weights(load_model("nmm", device="cpu"), model)
     assert (tmp_path / "mne_mmnet_models" / "nmm.pt").is_file()
     assert len(requests) == 2
@@ -300,6 +300,6 @@ def test_model_card_with_wrong_sha256_is_noticed(tmp_path, monkeypatch):
     card = json.loads((shipped / "nmm.json").read_text())
     card["sha256"] = "0" * 64
     (shipped / "nmm.json").write_text(json.dumps(card))
-    monkeypatch.setattr(pretrained, "_SHIPPED_DIR", shipped)
+    monkeypatch.setattr(_fetch, "_SHIPPED_DIR", shipped)
     with pytest.raises(ValueError, match="model card"):
         fetch_model("nmm")

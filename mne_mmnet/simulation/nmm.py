@@ -140,30 +140,16 @@ def simulate_nmm(
     ----------
     .. footbibliography::
     """
-    _validate_type(n, "int-like", "n")
-    _validate_type(n_times, "int-like", "n_times")
-    _validate_type(batch_size, "int-like", "batch_size")
-    n, n_times, batch_size = int(n), int(n_times), int(batch_size)
-    if n < 1 or n_times < 2 or batch_size < 1:
-        raise ValueError(
-            f"n and batch_size must be >= 1 and n_times >= 2, got n={n}, "
-            f"n_times={n_times}, batch_size={batch_size}."
-        )
+    n, n_times, batch_size = _check_sizes(n, n_times, batch_size)
     _check_block(5e-4, sfreq)
     _check_option("backend", backend, ("numpy", "torch"))
     _check_option("noise", noise, ("white", "pink"))
-    n_patches = _check_range(n_patches, "n_patches", integer=True, low=1)
-    orders = _check_range(orders, "orders", integer=True, low=0)
-    amplitude_range = _check_range(amplitude_range, "amplitude_range", low=0)
-    spike_position = _check_range(spike_position, "spike_position", low=0)
-    if spike_position[1] > 1:
-        raise ValueError(f"spike_position must be in [0, 1], got {spike_position}.")
+    patch_settings = _check_patch_settings(
+        n_patches, orders, amplitude_range, spike_position
+    )
     if snr_db is not None:
         snr_db = _check_range(snr_db, "snr_db")
-    for name, value in (("search", search), ("transient", transient)):
-        _validate_type(value, "numeric", name)
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}.")
+    _check_durations(search=search, transient=transient)
     rng = _check_rng(seed)
     leadfield, positions, adjacency = _get_head_model(fwd, adjacency)
     hops = _hop_distances(adjacency)
@@ -186,37 +172,81 @@ def simulate_nmm(
         f"Simulating {n} neural-mass samples ({leadfield.shape[1]} Jansen-Rit "
         f"columns each, {n_times} samples at {sfreq} Hz)"
     )
-    patch_settings = dict(
+    batch_args = (patch_settings, hops, distances, leadfield, settings)
+    parts = _draw_batches(n, batch_size, n_jobs, rng, batch_args)
+    return _assemble(
+        parts,
+        n,
+        rng,
+        seed=seed,
+        snr_db=snr_db,
+        noise=noise,
+        patch_settings=patch_settings,
+        settings=settings,
+    )
+
+
+def _check_sizes(n, n_times, batch_size):
+    """Check the sample, window and batch sizes; return them as ints."""
+    _validate_type(n, "int-like", "n")
+    _validate_type(n_times, "int-like", "n_times")
+    _validate_type(batch_size, "int-like", "batch_size")
+    n, n_times, batch_size = int(n), int(n_times), int(batch_size)
+    if n < 1 or n_times < 2 or batch_size < 1:
+        raise ValueError(
+            f"n and batch_size must be >= 1 and n_times >= 2, got n={n}, "
+            f"n_times={n_times}, batch_size={batch_size}."
+        )
+    return n, n_times, batch_size
+
+
+def _check_patch_settings(n_patches, orders, amplitude_range, spike_position):
+    """Check the ``(min, max)`` ranges of the patch draws; return them as a dict."""
+    n_patches = _check_range(n_patches, "n_patches", integer=True, low=1)
+    orders = _check_range(orders, "orders", integer=True, low=0)
+    amplitude_range = _check_range(amplitude_range, "amplitude_range", low=0)
+    spike_position = _check_range(spike_position, "spike_position", low=0)
+    if spike_position[1] > 1:
+        raise ValueError(f"spike_position must be in [0, 1], got {spike_position}.")
+    return dict(
         n_patches=n_patches,
         orders=orders,
         amplitude_range=amplitude_range,
         spike_position=spike_position,
     )
 
+
+def _check_durations(**durations):
+    """Durations (s) must be numbers >= 0."""
+    for name, value in durations.items():
+        _validate_type(value, "numeric", name)
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}.")
+
+
+def _draw_batches(n, batch_size, n_jobs, rng, batch_args):
+    """Simulate the batches (``_nmm_batch(count, rng, *batch_args)``).
+
+    Each batch draws from its own stream spawned from ``rng``, so the result
+    does not depend on ``n_jobs``.
+    """
     starts = list(range(0, n, batch_size))
     batch_rngs = rng.spawn(len(starts))
     parallel, run, _ = parallel_func(_nmm_batch, n_jobs, verbose=False)
-    parts = parallel(
-        run(
-            min(batch_size, n - start),
-            batch_rng,
-            patch_settings,
-            hops,
-            distances,
-            leadfield,
-            settings,
-        )
+    return parallel(
+        run(min(batch_size, n - start), batch_rng, *batch_args)
         for start, batch_rng in zip(starts, batch_rngs)
     )
+
+
+def _assemble(parts, n, rng, *, seed, snr_db, noise, patch_settings, settings):
+    """Concatenate the batches, record the settings, add the sensor noise."""
     meta = dict(
         kind="nmm",
         snr_db=None if snr_db is None else list(snr_db),
         noise=noise,
         seed=_seed_repr(seed),
-        n_patches=list(n_patches),
-        orders=list(orders),
-        amplitude_range=list(amplitude_range),
-        spike_position=list(spike_position),
+        **{k: list(v) for k, v in patch_settings.items()},
         units=dict(sources="A.m", eeg="V"),
         background="in eeg only",
         **{k: v for k, v in settings.items() if k not in ("device",)},
