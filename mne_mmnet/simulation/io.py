@@ -1,23 +1,31 @@
-"""Simulated data sets: the container, sharded storage and a torch Dataset."""
+"""Simulation directories: save and load (sharded storage, sha256-checked)."""
 
 import json
 import os
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import torch
 from mne.utils import _validate_type, logger, verbose
 
 from .._version import __version__
 from ..utils import _sha256
 from ._base import Simulation
 
-_MANIFEST = "manifest.json"
-_FORMAT = "mne-mmnet-simulation"
-_FORMAT_VERSION = 1
-_PARAM_PREFIX = "param__"
+# the torch Dataset, defined in _dataset, importable from here too
+from ._dataset import SimulationDataset, _LazyShards  # noqa: F401
+
+# the reading side of the format, defined in _shards (also imported from here
+# by _generate and training._cli)
+from ._shards import (
+    _FORMAT,
+    _FORMAT_VERSION,
+    _MANIFEST,
+    _PARAM_PREFIX,
+    _check_path,
+    _read_manifest,
+    _Shard,
+)
 
 
 # --------------------------------------------------------------------------
@@ -59,46 +67,6 @@ def _write_shard(sim, fname):
     return _sha256(fname)
 
 
-class _Shard:
-    """A shard in memory, sources kept row-sparse until a sample is asked."""
-
-    def __init__(self, fname):
-        with np.load(fname, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        self.eeg = arrays["eeg"]
-        self.seeds = arrays["seeds"]
-        self.patch_masks = arrays["patch_masks"]
-        self.source_rows = arrays["source_rows"]
-        self.source_values = arrays["source_values"]
-        self.sfreq = float(arrays["sfreq"])
-        self.sample_params = {
-            key[len(_PARAM_PREFIX) :]: value
-            for key, value in arrays.items()
-            if key.startswith(_PARAM_PREFIX)
-        }
-        counts = self.source_rows.sum(axis=1)
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
-
-    def __len__(self):
-        return len(self.eeg)
-
-    def sources(self, indices, out=None, positions=None):
-        """Dense sources of ``indices``, written into ``out[positions]``."""
-        indices = np.asarray(indices, dtype=np.int64)
-        if out is None:
-            shape = (len(indices),) + self.source_rows.shape[1:] + self.eeg.shape[2:]
-            out = np.zeros(shape, np.float32)
-            positions = np.arange(len(indices))
-        rows = self.source_rows[indices]
-        counts = rows.sum(axis=1)
-        # positions of the selected samples' rows in source_values
-        first = self.offsets[indices] - np.concatenate([[0], np.cumsum(counts)[:-1]])
-        take = np.repeat(first, counts) + np.arange(counts.sum())
-        which, row = np.nonzero(rows)
-        out[positions[which], row] = self.source_values[take]
-        return out
-
-
 def _to_json(obj):
     if isinstance(obj, np.integer):
         return int(obj)
@@ -116,26 +84,8 @@ def _write_manifest(path, manifest):
     os.replace(tmp, fname)
 
 
-def _read_manifest(path):
-    fname = Path(path) / _MANIFEST
-    if not fname.is_file():
-        raise FileNotFoundError(
-            f"No {_MANIFEST} in {path}: not a simulation directory (write one "
-            "with save_simulation or generate_dataset)."
-        )
-    manifest = json.loads(fname.read_text())
-    if manifest.get("format") != _FORMAT:
-        raise ValueError(f"{fname} is not an mne-mmnet simulation manifest.")
-    return manifest
-
-
 def _shard_name(index):
     return f"shard-{index:05d}.npz"
-
-
-def _check_path(path, name="path"):
-    _validate_type(path, "path-like", name)
-    return Path(path).expanduser()
 
 
 @verbose
@@ -311,99 +261,3 @@ def _empty(shard, n, meta):
             for k, v in shard.sample_params.items()
         },
     )
-
-
-class _LazyShards:
-    """Index -> (shard, local index) with an LRU cache of loaded shards."""
-
-    def __init__(self, path, max_cached_shards):
-        self.path = _check_path(path)
-        self.manifest = _read_manifest(self.path)
-        counts = np.array([e["n"] for e in self.manifest["shards"]], dtype=np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(counts)])
-        self.max_cached = max_cached_shards
-        self.cache = OrderedDict()
-
-    def locate(self, index):
-        total = int(self.starts[-1])
-        if not -total <= index < total:
-            raise IndexError(f"index {index} out of range for {total} samples.")
-        index = index % total
-        s = int(np.searchsorted(self.starts, index, side="right") - 1)
-        return self.shard(s), index - int(self.starts[s])
-
-    def shard(self, s):
-        if s in self.cache:
-            self.cache.move_to_end(s)
-            return self.cache[s]
-        shard = _Shard(self.path / self.manifest["shards"][s]["file"])
-        self.cache[s] = shard
-        if self.max_cached is not None and len(self.cache) > self.max_cached:
-            self.cache.popitem(last=False)
-        return shard
-
-
-class SimulationDataset(torch.utils.data.Dataset):
-    """A torch Dataset over a sharded simulation directory.
-
-    Items are ``(eeg, sources)`` tensors of shapes ``(n_channels, n_times)``
-    and ``(n_sources, n_times)``. Shards are read lazily, when a sample in
-    them is first asked for, and kept in memory in row-sparse form.
-
-    Parameters
-    ----------
-    path : path-like
-        The simulation directory (``manifest.json`` + shards).
-    max_cached_shards : int | None
-        How many shards to keep in memory (least recently used ones are
-        dropped); ``None`` keeps every shard read. With a small cache, prefer
-        a sampler that visits one shard at a time.
-    dtype : torch.dtype
-        Floating dtype of the returned tensors.
-
-    Attributes
-    ----------
-    manifest : dict
-        The directory's manifest.
-    sfreq : float
-        Sampling frequency in Hz.
-    """
-
-    def __init__(self, path, *, max_cached_shards=None, dtype=torch.float32):
-        if max_cached_shards is not None:
-            _validate_type(max_cached_shards, "int-like", "max_cached_shards")
-            if int(max_cached_shards) < 1:
-                raise ValueError(
-                    f"max_cached_shards must be >= 1 or None, got {max_cached_shards}."
-                )
-            max_cached_shards = int(max_cached_shards)
-        _validate_type(dtype, torch.dtype, "dtype")
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}.")
-        self._shards = _LazyShards(path, max_cached_shards)
-        incomplete = [e for e in self.manifest["shards"] if e.get("sha256") is None]
-        if incomplete:
-            raise ValueError(
-                f"{path} is incomplete ({len(incomplete)} shard(s) missing); "
-                "rerun generate_dataset to finish it."
-            )
-        self.dtype = dtype
-
-    @property
-    def manifest(self):
-        """The directory's manifest (dict)."""
-        return self._shards.manifest
-
-    @property
-    def sfreq(self):
-        """Sampling frequency in Hz."""
-        return float(self.manifest["sfreq"])
-
-    def __len__(self):
-        return int(self._shards.starts[-1])
-
-    def __getitem__(self, index):
-        shard, local = self._shards.locate(int(index))
-        eeg = torch.from_numpy(np.array(shard.eeg[local]))
-        sources = torch.from_numpy(shard.sources([local])[0])
-        return eeg.to(self.dtype), sources.to(self.dtype)
