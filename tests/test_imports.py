@@ -87,15 +87,23 @@ def test_cycle_finder_finds_a_circle():
     assert _cycles(graph) == [["a", "b", "c"]]
 
 
-def test_torch_only_when_a_solver_is_used():
+def test_torch_only_when_a_solver_is_used(tmp_path):
+    """Forward, metrics, simulating and simulation files need no torch."""
     code = (
         "import sys, numpy as np, mne_mmnet\n"
         "fwd = mne_mmnet.read_template_forward(verbose=False)\n"
         "from mne_mmnet import metrics\n"
         "x = np.zeros((1, 994, 4)); x[0, 3] = 1\n"
         "metrics.psnr(x + 0.1, x)\n"
+        "from mne_mmnet import simulation\n"
+        "sim = simulation.simulate_broad(2, seed=0, verbose=False)\n"
+        "simulation.simulate_nmm(1, seed=0, verbose=False)\n"
+        "simulation.save_simulation(sim, sys.argv[1], verbose=False)\n"
+        "simulation.load_simulation(sys.argv[1], verbose=False)\n"
         "assert 'torch' not in sys.modules, 'torch imported too early'\n"
+        "assert simulation.SimulationDataset is simulation.io.SimulationDataset\n"
         "from mne_mmnet import solve_mm\n"
         "assert 'torch' in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "sim")], check=True,
+                   timeout=120)  # fmt: skip

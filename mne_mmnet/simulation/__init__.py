@@ -4,7 +4,7 @@ from ._base import Simulation
 from ._generate import generate_dataset, shard_seed
 from ._jansen_rit import jansen_rit
 from .broad import simulate_broad
-from .io import SimulationDataset, load_simulation, save_simulation
+from .io import load_simulation, save_simulation
 from .nmm import simulate_nmm
 from .noise import add_noise, measure_snr
 from .sereega import simulate_sereega
@@ -23,3 +23,12 @@ __all__ = [
     "simulate_nmm",
     "simulate_sereega",
 ]
+
+
+def __getattr__(name):
+    # the torch Dataset on first use: simulating and reading need no torch
+    if name == "SimulationDataset":
+        from ._dataset import SimulationDataset
+
+        return SimulationDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,6 @@
 """Jansen-Rit neural mass columns, integrated with the stochastic Heun scheme."""
 
 import numpy as np
-import torch
 from mne.utils import _check_option, _validate_type, logger, verbose
 from scipy.special import expit
 
@@ -35,21 +34,27 @@ class _NumpyOps:
 
 class _TorchOps:
     def __init__(self, seed, dtype, device):
+        import torch  # only the torch backend needs it
+
+        self.torch = torch
         self.device = _get_device(device)
         self.dtype = _get_dtype(dtype)
         self.gen = _torch_generator(seed, self.device)
 
     def asarray(self, value, n):
-        value = torch.as_tensor(np.asarray(value), dtype=self.dtype)
+        value = self.torch.as_tensor(np.asarray(value), dtype=self.dtype)
         return value.to(self.device).broadcast_to((n,)).clone()
 
     def zeros(self, shape):
-        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+        return self.torch.zeros(shape, dtype=self.dtype, device=self.device)
 
     def randn(self, n):
-        return torch.randn(n, generator=self.gen, dtype=self.dtype, device=self.device)
+        return self.torch.randn(
+            n, generator=self.gen, dtype=self.dtype, device=self.device
+        )
 
-    sigmoid = staticmethod(torch.sigmoid)
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
 
     @staticmethod
     def to_numpy(x):

@@ -12,9 +12,6 @@ from .._version import __version__
 from ..utils import _sha256
 from ._base import Simulation
 
-# the torch Dataset, defined in _dataset, importable from here too
-from ._dataset import SimulationDataset, _LazyShards  # noqa: F401
-
 # the reading side of the format, defined in _shards (also imported from here
 # by _generate and training._cli)
 from ._shards import (
@@ -261,3 +258,13 @@ def _empty(shard, n, meta):
             for k, v in shard.sample_params.items()
         },
     )
+
+
+def __getattr__(name):
+    # the torch Dataset lives in _dataset and is importable from here too;
+    # loaded on first use so that reading simulations does not import torch
+    if name in ("SimulationDataset", "_LazyShards"):
+        from . import _dataset
+
+        return getattr(_dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
