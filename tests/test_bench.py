@@ -129,6 +129,15 @@ def test_run_benchmark_and_outputs(standin, tmp_path):
         assert {"MNE__psnr", "test-pinv__psnr"} <= set(npz.files)
     with pytest.raises(ValueError, match="Cannot append"):
         write_results(only_pinv, tmp_path, append=True, **{**kw, "dataset": {}})
+    # the same test set written to another folder is the same set
+    kw_src = dict(kw, tag="moved", dataset={"seed": 5, "source": "/tmp/a"})
+    write_results(only_mne, tmp_path, **kw_src)
+    moved = dict(kw_src, dataset={"seed": 5, "source": "elsewhere/b"})
+    paths = write_results(only_pinv, tmp_path, append=True, **moved)
+    assert set(json.loads(paths["json"].read_text())["methods"]) == {"MNE", "test-pinv"}
+    with pytest.raises(ValueError, match="Cannot append"):
+        other = dict(kw_src, dataset={"seed": 6, "source": "/tmp/a"})
+        write_results(only_pinv, tmp_path, append=True, **other)
     with pytest.raises(ValueError, match="Unknown benchmark method"):
         run_benchmark(sim, fwd, adjacency, methods=["nope"], progress=False)
     with pytest.raises(TypeError, match="sequence of method names"):

@@ -175,11 +175,10 @@ def test_training_lowers_meta_loss(tmp_path):
     best = load_model(tmp_path / "model_best.pt", device="cpu")
     best_row = min(val, key=lambda r: r["val_loss"])
     assert best.metadata["progress"]["val_step"] == best_row["step"]
-    # its card carries the validation history up to it
-    history = best.metadata["validation"]
-    assert [h["step"] for h in history] == [
-        r["step"] for r in val if r["step"] <= best_row["step"]
-    ]
+    # its card carries the run's whole validation history and step count
+    assert [h["step"] for h in best.metadata["validation"]] == [r["step"] for r in val]
+    assert best.metadata["total_steps"] == 8
+    assert best.metadata["selected_step"] == best_row["step"]
 
 
 def _train_kwargs(L):

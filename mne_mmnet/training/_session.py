@@ -355,8 +355,22 @@ def _train(
             validation=[h for h in history if h.get("phase") == "validation"][-1:],
         )
         save_model(model, out_dir / "model.pt", metadata=meta, overwrite=True)
+        _complete_best(out_dir / "model_best.pt", history, session.state)
     barrier(ctx)
     return TrainResult(model.eval(), session.log.history, out_dir)
+
+
+def _complete_best(fname, history, state):
+    """Give the kept model's card the run's whole validation history."""
+    from ..pretrained import load_model, save_model
+
+    if not fname.is_file():
+        return
+    best = load_model(fname, device="cpu", verbose=False)
+    meta = dict(best.metadata)
+    meta["validation"] = [h for h in history if h.get("phase") == "validation"]
+    meta.update(total_steps=state["step"], selected_step=meta["progress"]["step"])
+    save_model(best, fname, metadata=meta, overwrite=True, verbose=False)
 
 
 def _build(model, args, n_sources, device, dtype):
