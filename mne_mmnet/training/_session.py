@@ -159,11 +159,7 @@ class _Session:
         self.log.write(phase="validation", step=state["step"], epoch=state["epoch"],
                        time=self.elapsed(), **scores)  # fmt: skip
         if self.ctx.is_main and _improves(scores, state):
-            history = [
-                {k: v for k, v in h.items() if k != "phase"}
-                for h in self.log.history
-                if h.get("phase") == "validation"
-            ]
+            history = [h for h in self.log.history if h.get("phase") == "validation"]
             meta = dict(
                 train_args=self.args,
                 progress=dict(state),
