@@ -104,6 +104,13 @@ def save_model(
             k: _stored(v, weights_dtype) for k, v in model.state_dict().items()
         },
     )
+    _write_model_file(content, fname)
+    logger.info(f"Saved {type(model).__name__} weights to {fname}")
+    return fname
+
+
+def _write_model_file(content, fname):
+    """Write a model file atomically (a reader never sees half a file)."""
     fname.parent.mkdir(parents=True, exist_ok=True)
     tmp = fname.with_name(f".{fname.name}.{os.getpid()}.tmp")
     try:
@@ -112,8 +119,14 @@ def save_model(
     finally:
         if tmp.exists():
             tmp.unlink()
-    logger.info(f"Saved {type(model).__name__} weights to {fname}")
-    return fname
+
+
+def _replace_metadata(fname, metadata):
+    """Rewrite a model file's metadata; its weights stay as stored."""
+    fname = Path(fname)
+    content = _read_model_file(fname, "")
+    content["metadata"] = _json_clean(metadata, "metadata")
+    _write_model_file(content, fname)
 
 
 def _stored(tensor, weights_dtype):

@@ -179,6 +179,11 @@ def test_training_lowers_meta_loss(tmp_path):
     assert [h["step"] for h in best.metadata["validation"]] == [r["step"] for r in val]
     assert best.metadata["total_steps"] == 8
     assert best.metadata["selected_step"] == best_row["step"]
+    # completing the card left the weights as trained (float64 here)
+    raw = torch.load(tmp_path / "model_best.pt", weights_only=True)
+    assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {
+        torch.float64
+    }
 
 
 def _train_kwargs(L):

@@ -263,8 +263,8 @@ def _empty(shard, n, meta):
 def __getattr__(name):
     # the torch Dataset lives in _dataset and is importable from here too;
     # loaded on first use so that reading simulations does not import torch
-    if name in ("SimulationDataset", "_LazyShards"):
-        from . import _dataset
+    if name == "SimulationDataset":
+        from ._dataset import SimulationDataset
 
-        return getattr(_dataset, name)
+        return SimulationDataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -358,15 +358,14 @@ def _train(
 
 def _complete_best(fname, history, state):
     """Give the kept model's card the run's whole validation history."""
-    from ..pretrained import load_model, save_model
+    from ..pretrained import _replace_metadata, load_model
 
     if not fname.is_file():
         return
-    best = load_model(fname, device="cpu", verbose=False)
-    meta = dict(best.metadata)
+    meta = dict(load_model(fname, device="cpu", verbose=False).metadata)
     meta["validation"] = [h for h in history if h.get("phase") == "validation"]
     meta.update(total_steps=state["step"], selected_step=meta["progress"]["step"])
-    save_model(best, fname, metadata=meta, overwrite=True, verbose=False)
+    _replace_metadata(fname, meta)
 
 
 def _build(model, args, n_sources, device, dtype):
