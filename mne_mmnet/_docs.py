@@ -38,6 +38,16 @@ docdict["n_iter"] = """n_iter : int | None
     Number of MM iterations (1 to 10,000); ``None`` uses the model's own
     setting (3 for ``"broad"``, 10 for the Table I replicas)."""
 
+docdict["guarantee"] = """guarantee : 'checked' | 'certified' | None
+    How each MM step is made safe. ``'checked'`` (the shipped models'
+    setting, used for ``None``): a step is taken when its energy, evaluated,
+    did not rise. ``'certified'``: each step is first cut to the minimiser of
+    a quadratic majorant valid on its whole segment, so every step taken is
+    a majorization-minimization step; the solve runs in float64 (the
+    certified decreases are below float32's resolution of the energy) and
+    about twice as long. The majorant is loose, so certified steps are short
+    (see the README's safeguard table for both modes' accuracy)."""
+
 
 def _indent(text, indent):
     lines = text.splitlines()

@@ -31,6 +31,11 @@ def add_parser(subparsers):
         "file, or 'classical' (untrained MM solver)",
     )
     parser.add_argument("--n-iter", type=int, default=None, help="MM iterations")
+    parser.add_argument(
+        "--guarantee", choices=("checked", "certified"), default=None,
+        help="checked: steps whose energy did not rise (the models' setting); "
+        "certified: only steps under a majorant of their segment (float64, slower)",
+    )  # fmt: skip
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the solver")
     parser.add_argument(
@@ -137,8 +142,9 @@ def _invert(args):
     out.parent.mkdir(parents=True, exist_ok=True)
     for evoked, inv, stem in zip(evokeds, inverses, stems):
         stc = apply_mmnet_inverse(
-            evoked, inv, n_iter=args.n_iter, seed=args.seed, verbose=verbose
-        )
+            evoked, inv, n_iter=args.n_iter, guarantee=args.guarantee,
+            seed=args.seed, verbose=verbose,
+        )  # fmt: skip
         stc.save(stem, overwrite=True, verbose=False)
         print(f"{evoked.comment or stem.name}: wrote {stem}-lh.stc / -rh.stc")
     return 0

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,3 +132,53 @@ def test_conv_norms_certified_for_every_length(shape):
         assert exact <= bound
         if n_times >= 16:  # the DFT maximum on T + k - 1 points is close
             assert bound <= exact * (1.03 if n_times < 64 else 1.005)
+
+
+def test_segment_bounds_for_many_lengths_match_one_segment_each():
+    """The vectorised bound over lengths equals the bound of each scaled step,
+    and the closed-form chord equals the distance of the normalised ends."""
+    from mne_mmnet.solver.segment import _chords, segment_curvatures
+
+    L, prior, x, y, gen = _problems(11, 20, with_prior=True, odd=True)
+    terms, grad, state, _ = _energy_and_grad(x, y, L, prior, 1.0)
+    update = grad * torch.sqrt((x**2).sum() / (grad**2).sum())
+    lengths = 2.0 ** -torch.arange(0, 30, 3, dtype=x.dtype)
+    kwargs = dict(prior=prior, phi=state.phi, layer_norms=prior.operator_norms(N_T),
+                  lam=1.0)  # fmt: skip
+    many = segment_curvatures(x, update, L, leadfield_norm(L), lengths, **kwargs)
+    for k, length in enumerate(lengths):
+        one = segment_curvature(x, length * update, L, leadfield_norm(L), **kwargs)
+        finite = torch.isfinite(one)
+        assert torch.equal(finite, torch.isfinite(many[:, k]))
+        torch.testing.assert_close(many[finite, k], one[finite], rtol=1e-9, atol=0)
+    r = math.sqrt(N_SRC * N_T)
+    ends = normalize_sources(x - lengths[3] * update)
+    direct = torch.sqrt(((ends - normalize_sources(x)) ** 2).sum((1, 2)))
+    torch.testing.assert_close(_chords(x, update, lengths, r)[:, 3], direct)
+    assert bool(torch.isfinite(many[:, -1]).all())  # short segments: finite
+
+
+def test_certified_mode_through_the_api(one_torch_thread):
+    """guarantee='certified' from apply_mmnet_inverse: >= 90% certified steps
+    with the shipped default model, energy never rising, an estimate close to
+    the checked one (the certified steps are short)."""
+    import mne
+
+    import mne_mmnet
+
+    fwd = mne_mmnet.read_template_forward(verbose=False)
+    sim = mne_mmnet.simulate_sereega(2, seed=3, snr_db=10.0, fwd=fwd, n_times=16,
+                                     verbose=False)  # fmt: skip
+    info = mne.create_info(list(mne_mmnet.TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
+    evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
+    stc, trace = mne_mmnet.apply_mmnet_inverse(
+        evoked, fwd, guarantee="certified", device="cpu", return_trace=True,
+        verbose=False,
+    )  # fmt: skip
+    assert trace.step_labels["certified"] >= 0.9
+    assert (np.diff(trace.total, axis=0) <= 0).all()
+    checked = mne_mmnet.apply_mmnet_inverse(evoked, fwd, device="cpu", verbose=False)
+    corr = np.corrcoef(stc.data.ravel(), checked.data.ravel())[0, 1]
+    assert corr > 0.99
+    with pytest.raises(ValueError, match="guarantee"):
+        mne_mmnet.apply_mmnet_inverse(evoked, fwd, guarantee="proved", verbose=False)

@@ -2,7 +2,7 @@
 
 import numpy as np
 from mne import BaseEpochs, Evoked, SourceEstimate
-from mne.utils import _validate_type, logger, verbose, warn
+from mne.utils import _check_option, _validate_type, logger, verbose, warn
 
 from .._docs import fill_doc
 from ..pretrained import _MODEL_NAMES, DEFAULT_MODEL
@@ -27,6 +27,7 @@ def apply_mmnet_inverse(
     model=DEFAULT_MODEL,
     *,
     n_iter=None,
+    guarantee=None,
     device=None,
     seed=0,
     return_trace=False,
@@ -49,6 +50,7 @@ def apply_mmnet_inverse(
         Ignored (must stay at its default) when ``fwd`` is a prepared
         inverse, which holds its model.
     %(n_iter)s
+    %(guarantee)s
     %(device)s
         Ignored with a prepared inverse.
     %(seed)s
@@ -104,6 +106,7 @@ def apply_mmnet_inverse(
     inv = _operator_for(evoked.info, fwd, model, device, "evoked", subjects_dir)
     _validate_type(return_trace, bool, "return_trace")
     n_iter = _check_n_iter(n_iter)
+    _check_option("guarantee", guarantee, (None, "checked", "certified"))
     picks = inv._check_info(evoked.info, "evoked")
     data = evoked.data[picks].astype(np.float64)  # a copy: never modify input
     y = _referenced(data, inv, "evoked")
@@ -111,7 +114,7 @@ def apply_mmnet_inverse(
         f"    {len(inv.ch_names)} EEG channels, {data.shape[1]} time samples, "
         f"reference: {inv.reference}"
     )
-    sources, trace = _run(inv, y[None], n_iter=n_iter, seed=seed)
+    sources, trace = _run(inv, y[None], n_iter=n_iter, seed=seed, guarantee=guarantee)
     stc = SourceEstimate(
         sources[0], vertices=[v.copy() for v in inv.vertices],
         tmin=evoked.times[0], tstep=1.0 / evoked.info["sfreq"], subject=inv.subject,
@@ -171,6 +174,7 @@ def apply_mmnet_inverse_epochs(
     model=DEFAULT_MODEL,
     *,
     n_iter=None,
+    guarantee=None,
     device=None,
     seed=0,
     batch_size=16,
@@ -188,6 +192,7 @@ def apply_mmnet_inverse_epochs(
     %(fwd)s
     %(model)s
     %(n_iter)s
+    %(guarantee)s
     %(device)s
     seed : int | None
         Seed of the random start of each batch (batch ``b`` uses ``seed + b``);
@@ -224,6 +229,7 @@ def apply_mmnet_inverse_epochs(
         raise ValueError("epochs is empty: there is nothing to invert.")
     inv = _operator_for(epochs.info, fwd, model, device, "epochs", subjects_dir)
     n_iter = _check_n_iter(n_iter)
+    _check_option("guarantee", guarantee, (None, "checked", "certified"))
     picks = inv._check_info(epochs.info, "epochs")
     data = epochs.get_data(picks=picks).astype(np.float64)
     y = np.empty_like(data)
@@ -233,11 +239,11 @@ def apply_mmnet_inverse_epochs(
         f"    {len(epochs)} epochs, {len(inv.ch_names)} EEG channels, reference: "
         f"{inv.reference}, batches of {batch_size}"
     )
-    gen = _epochs_generator(epochs, inv, y, n_iter, seed, int(batch_size))
+    gen = _epochs_generator(epochs, inv, y, n_iter, seed, int(batch_size), guarantee)
     return gen if return_generator else list(gen)
 
 
-def _epochs_generator(epochs, inv, y, n_iter, seed, batch_size):
+def _epochs_generator(epochs, inv, y, n_iter, seed, batch_size, guarantee):
     from ._run import _progress
 
     tstep = 1.0 / epochs.info["sfreq"]
@@ -245,7 +251,8 @@ def _epochs_generator(epochs, inv, y, n_iter, seed, batch_size):
     for b, start in enumerate(range(0, len(y), batch_size)):
         b_seed = None if seed is None else seed + b
         sources, _ = _run(inv, y[start : start + batch_size], n_iter=n_iter,
-                          seed=b_seed, batch_size=batch_size)  # fmt: skip
+                          seed=b_seed, batch_size=batch_size,
+                          guarantee=guarantee)  # fmt: skip
         for x in sources:
             yield SourceEstimate(
                 x, vertices=[v.copy() for v in inv.vertices], tmin=epochs.times[0],

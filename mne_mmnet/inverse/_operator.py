@@ -7,6 +7,7 @@ start kernel once; :func:`mne_mmnet.apply_mmnet_inverse` accepts the result in
 place of the forward.
 """
 
+import copy
 import threading
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ._prepare import (
 
 _MODELS = {}
 _MODELS_LOCK = threading.Lock()
+_DOUBLE_LOCK = threading.Lock()
 
 
 class MMNetInverse:
@@ -64,12 +66,28 @@ class MMNetInverse:
         self.model_name = model_name
         self.L = torch.as_tensor(leadfield, dtype=torch.float32, device=device)
         init = "sloreta" if net is None else net.init
-        self.kernel = None
+        self.kernel = kernel = None
         if init != "random":
             kernel = linear_inverse_kernel(
                 self.L.double(), method=start_kernel_method(init)
             )
             self.kernel = kernel.to(torch.float32)
+        self._double = None
+        self._kernel64 = kernel
+
+    def _arrays(self, dtype):
+        """``(model, L, kernel)`` in ``dtype``; float64 copies made once, shared."""
+        import torch
+
+        if dtype == "float32":
+            return self.model, self.L, self.kernel
+        with _DOUBLE_LOCK:
+            if self._double is None:
+                net = None
+                if self.model is not None:
+                    net = copy.deepcopy(self.model).to(torch.float64)
+                self._double = (net, self.L.double(), self._kernel64)
+        return self._double
 
     def __repr__(self):
         return (

@@ -70,21 +70,26 @@ def _scaled(x, leadfield, y_unit, factor):
     return out
 
 
-def _solve_batch(inv, y, *, n_iter, seed):
+def _solve_batch(inv, y, *, n_iter, seed, guarantee=None):
     """Solve (batch, n_ch, T) referenced data; scaled sources and the trace."""
     import torch
 
     from ..solver import solve_mm
     from ..solver.linear import finish_start
 
+    if guarantee is None:
+        guarantee = getattr(inv.model, "guarantee", "checked")
+    # a certified decrease can lie below float32's resolution of the energy
+    dtype = "float64" if guarantee == "certified" else "float32"
+    net, L, kernel = inv._arrays(dtype)
     y_unit, factor = _unit_norm(y)  # the energy is scale free
-    y_t = torch.as_tensor(y_unit, dtype=torch.float32, device=inv.device)
+    y_t = torch.as_tensor(y_unit, dtype=L.dtype, device=inv.device)
     x0 = None
-    if inv.kernel is not None:
-        x0 = torch.matmul(inv.kernel, y_t)
-        if inv.model is not None:
+    if kernel is not None:
+        x0 = torch.matmul(kernel, y_t)
+        if net is not None:
             with torch.no_grad():
-                x0 = finish_start(x0, inv.model.init, inv.model.prior)
+                x0 = finish_start(x0, net.init, net.prior)
     settings = {}
     if inv.model is None:
         settings = dict(CLASSICAL_SETTINGS)
@@ -92,8 +97,8 @@ def _solve_batch(inv, y, *, n_iter, seed):
     if n_iter is not None:
         settings["n_iter"] = int(n_iter)
     x, trace = solve_mm(
-        y_t, inv.L, model=inv.model, x0=x0, device=inv.device, seed=seed,
-        dtype="float32", return_trace=True, verbose=False, **settings,
+        y_t, L, model=net, x0=x0, device=inv.device, seed=seed, dtype=dtype,
+        guarantee=guarantee, return_trace=True, verbose=False, **settings,
     )  # fmt: skip
     x = x.double().cpu().numpy()
     return _scaled(x, inv.leadfield, y_unit, factor), trace
@@ -123,7 +128,7 @@ def _crossfade(n_times, starts):
     return weights / weights.sum(0, keepdims=True)
 
 
-def _solve_long(inv, y, *, n_iter, seed):
+def _solve_long(inv, y, *, n_iter, seed, guarantee=None):
     """One long recording in overlapping windows, cross-faded."""
     n_times = y.shape[-1]
     starts = _windows(n_times)
@@ -137,7 +142,8 @@ def _solve_long(inv, y, *, n_iter, seed):
         keep = np.abs(segs).max(axis=(1, 2)) > 0
         x = np.zeros((len(chunk), out.shape[0], WINDOW))
         if keep.any():
-            x[keep], trace = _solve_batch(inv, segs[keep], n_iter=n_iter, seed=seed)
+            x[keep], trace = _solve_batch(inv, segs[keep], n_iter=n_iter, seed=seed,
+                                          guarantee=guarantee)  # fmt: skip
             traces.append(trace)
         for k, start in enumerate(chunk):
             out[:, start : start + WINDOW] += weights[first + k, start:][:WINDOW] * x[k]
@@ -160,10 +166,11 @@ def _concat_traces(traces):
     return type(traces[0])(**merged)
 
 
-def _run(inv, y, *, n_iter, seed, batch_size=16, desc="epochs"):
+def _run(inv, y, *, n_iter, seed, batch_size=16, desc="epochs", guarantee=None):
     """Scaled sources for (n, n_ch, T) referenced data, in batches."""
     if y.shape[-1] > WINDOW_THRESHOLD:
-        results = [_solve_long(inv, y[k : k + 1], n_iter=n_iter, seed=seed)
+        results = [_solve_long(inv, y[k : k + 1], n_iter=n_iter, seed=seed,
+                               guarantee=guarantee)
                    for k in range(len(y))]  # fmt: skip
         if len(results) == 1:  # no copy of a long recording's sources
             return results[0]
@@ -175,7 +182,7 @@ def _run(inv, y, *, n_iter, seed, batch_size=16, desc="epochs"):
     for b, start in enumerate(range(0, len(y), batch_size)):
         b_seed = None if seed is None else seed + b
         x, trace = _solve_batch(inv, y[start : start + batch_size], n_iter=n_iter,
-                                seed=b_seed)  # fmt: skip
+                                seed=b_seed, guarantee=guarantee)  # fmt: skip
         out.append(x)
         traces.append(trace)
         bar.update()

@@ -14,13 +14,15 @@ from .bounds import (
 )
 from .objective import _energy_and_grad, _sq_norm, normalize_sources
 from .precondition import PRECONDITIONERS, precondition
-from .segment import segment_curvature
+from .segment import segment_curvatures
 from .trace import MMTrace
 
 # smallest step multiplier the safeguard goes down to (2 ** -_MAX_HALVINGS)
 _MAX_HALVINGS = 30
 # cap of the directional step length, in units of the diagonal MM step
 _MAX_DIRECTIONAL_RATIO = 1e3
+#: segment lengths (units of the proposed step) a certified step chooses from
+CERTIFY_LENGTHS = 2.0 ** (-0.5 * torch.arange(81, dtype=torch.float64))
 
 
 def _bcast(t):
@@ -30,34 +32,36 @@ def _bcast(t):
 def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, *, certify):
     """``(update, g.D, M |D|^2)``, the update shortened if ``certify``.
 
-    Certifying: on a segment too long for a finite bound the length is cut by
-    8 (up to 5 times); once the bound ``M`` of the segment is finite, the
-    step is cut to the majorant's minimiser if that lies inside the segment.
+    Certifying: the majorant's curvature is bounded on the segments
+    ``x - t l D`` for the lengths ``l`` of :data:`CERTIFY_LENGTHS`; on each,
+    the majorant ``u(x) - t g.D + t^2 M_l |D|^2 / 2`` (``t <= l``) is minimised
+    in closed form, and the length whose minimum is lowest is taken. The
+    step is 0 (no move) where no segment has a finite bound or ``g.D <= 0``.
     """
     phi = None if state is None else state.phi
-    g = grad.detach()
-
-    def bound(step):
-        step = step.detach()
-        rate = (g * step).flatten(1).sum(1)
-        curv = segment_curvature(
-            x, step, L, L_norm, prior=prior, phi=phi, layer_norms=norms, lam=lam
-        )
-        return rate, curv
-
-    rate, curv = bound(update)
+    g, step = grad.detach(), update.detach()
+    rate = (g * step).flatten(1).sum(1)
+    lengths = CERTIFY_LENGTHS if certify else CERTIFY_LENGTHS[:1]
+    curv = segment_curvatures(
+        x, step, L, L_norm, lengths.to(x.device, x.dtype), prior=prior, phi=phi,
+        layer_norms=norms, lam=lam,
+    )  # fmt: skip
     if not certify:
-        return update, rate, curv
-    length = torch.ones_like(rate)
-    for _ in range(5):  # shrink segments whose bound is not finite
-        infinite = ~torch.isfinite(curv) & (rate > 0)
-        length = torch.where(infinite, length / 8, length)
-        rate, curv = bound(_bcast(length) * update)
-    usable = (rate > 0) & torch.isfinite(curv) & (curv > 0)
-    ratio = rate / torch.where(usable, curv, torch.ones_like(curv))
-    shrink = torch.where(usable, ratio.clamp(max=1.0), torch.zeros_like(rate))
-    length = length * shrink
-    return _bcast(length) * update, shrink * rate, shrink * shrink * curv
+        return update, rate, curv[:, 0]
+    # curv[:, k] = M_k |D|^2 l_k^2: the majorant in t (units of D) has
+    # curvature c_k = M_k |D|^2 on t in [0, l_k]
+    seg = lengths.to(x.device, x.dtype)[None]
+    c = curv / (seg * seg)
+    usable = (rate[:, None] > 0) & torch.isfinite(c) & (c > 0)
+    c_safe = torch.where(usable, c, torch.ones_like(c))
+    t = torch.minimum(rate[:, None] / c_safe, seg.expand_as(c))
+    gain = torch.where(usable, t * rate[:, None] - 0.5 * t * t * c_safe, 0.0)
+    best = gain.argmax(1, keepdim=True)
+    t_best = torch.where(
+        usable.gather(1, best), t.gather(1, best), torch.zeros_like(rate[:, None])
+    )[:, 0]
+    c_best = c_safe.gather(1, best)[:, 0]
+    return _bcast(t_best) * update, t_best * rate, t_best * t_best * c_best
 
 
 def _rows(mask, t):
@@ -129,9 +133,11 @@ def mm_iterations(
     guarantee : "checked" | "certified"
         ``"checked"`` takes the proposed step when its energy does not rise
         (with the safeguard); ``"certified"`` first shortens each step to the
-        minimiser of the quadratic majorant valid on its segment (see
+        minimiser of a quadratic majorant valid on its segment (the lowest
+        over 81 segment lengths, 1 down to ``2**-40``; see
         :mod:`mne_mmnet.solver.segment`), so that every step taken is a
-        majorization-minimization step (smaller steps: the bound is loose).
+        majorization-minimization step (much shorter steps: the bound is
+        loose).
     preconditioner : "diagonal" | "leadfield"
         Step metric built from the projected curvature ``p``: ``diag(p)`` or
         the weighted minimum-norm operator of
