@@ -122,3 +122,45 @@ def test_sphere_variant_builds_and_caches(tmp_path, monkeypatch, leadfield):
     assert 0.9 < np.median(corr) < 0.999  # another head, the same sources
     assert list(tmp_path.rglob("variant-*.npz"))
     np.testing.assert_array_equal(make_variant_leadfield(sphere=True), lf)
+
+
+def test_mne_dipoles_are_mnes_simulation_of_the_template():
+    """The independent scenario: MNE's dipoles through MNE's forward, MNE's
+    noise scaled to the SNR; seeds are the active sources, both signs occur,
+    the same seed gives the same data."""
+    import mne
+
+    from mne_mmnet import read_template_forward
+    from mne_mmnet.bench.generalisation import simulate_scenario
+    from mne_mmnet.simulation import simulate_mne_dipoles
+
+    fwd = read_template_forward(verbose=False)
+    sim = simulate_mne_dipoles(12, seed=5, fwd=fwd, snr_db=3.0, verbose=False)
+    assert sim.eeg.shape == (12, 90, 128) and sim.sfreq == 250.0
+    counts = sim.sample_params["n_dipoles"]
+    assert counts.min() >= 1 and counts.max() <= 3 and len(set(counts)) > 1
+    active = np.abs(sim.sources).max(axis=2) > 0
+    for k in range(12):
+        seeds = sim.seeds[k][sim.seeds[k] >= 0]
+        assert len(seeds) == counts[k]
+        np.testing.assert_array_equal(np.flatnonzero(active[k]), np.sort(seeds))
+        np.testing.assert_array_equal(sim.patch_masks[k], active[k])
+    # the clean part is MNE's apply_forward of the sources; the rest is noise
+    # at the asked SNR
+    k = 0
+    stc = mne.SourceEstimate(
+        sim.sources[k].astype(float), [s["vertno"] for s in fwd["src"]], tmin=-0.1,
+        tstep=1 / 250.0,
+    )  # fmt: skip
+    info = mne.create_info(fwd["info"]["ch_names"], 250.0, "eeg")
+    clean = mne.apply_forward(fwd, stc, info, verbose=False).data
+    noise = sim.eeg[k] - clean
+    snr = 10 * np.log10((clean**2).sum() / (noise**2).sum())
+    assert snr == pytest.approx(3.0, abs=1e-3)
+    peaks = sim.sources[np.arange(12)[:, None], np.maximum(sim.seeds, 0)]
+    signs = np.sign(peaks[np.abs(peaks).argmax(-1, keepdims=True) == np.arange(128)])
+    assert {-1.0, 1.0} <= set(signs.tolist())
+    again = simulate_mne_dipoles(12, seed=5, fwd=fwd, snr_db=3.0, verbose=False)
+    np.testing.assert_array_equal(again.eeg, sim.eeg)
+    sim2, fwd2 = simulate_scenario("mne-dipoles", 3, seed=0)
+    assert sim2.meta["kind"] == "mne-dipoles" and fwd2["nchan"] == 90

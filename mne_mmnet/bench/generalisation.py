@@ -5,8 +5,11 @@ sources, SNR, sampling rate and window, background activity, head model,
 electrode cap) relative to the paper's SEREEGA set-up. Test data come from
 :func:`mne_mmnet.simulation.simulate_broad` with held-out seeds, held-out
 neural-mass spike banks and held-out head-model variants
-(:data:`mne_mmnet.forward.variants.TEST_VARIANTS`); the inverse always uses
-the template forward on the scenario's channels.
+(:data:`mne_mmnet.forward.variants.TEST_VARIANTS`), except ``mne-dipoles``,
+made by MNE-Python's own simulation functions
+(:func:`mne_mmnet.simulation.simulate_mne_dipoles`), so that one scenario
+shares no source or noise code with the training simulators; the inverse
+always uses the template forward on the scenario's channels.
 """
 
 import numpy as np
@@ -17,7 +20,9 @@ _PAPER = dict(
     waveforms="gaussian", sfreq=512.0, n_times=64,
 )  # fmt: skip
 
-#: scenario name -> (description, simulate_broad overrides, head variant, channels)
+#: scenario name -> (description, simulate_broad overrides, head variant, channels);
+#: overrides None: the data come from MNE-Python's simulation functions
+#: (:func:`mne_mmnet.simulation.simulate_mne_dipoles`), not from this project's
 SCENARIOS = {
     "paper": ("one positive patch, 5 dB, T = 64 at 512 Hz", {}, None, None),
     "negative": ("as paper, negative polarity", dict(polarity="negative"), None, None),
@@ -54,6 +59,11 @@ SCENARIOS = {
         {}, "conductivity", None,
     ),
     "32-channels": ("as paper, a random 32 of the 90 channels", {}, None, 32),
+    "mne-dipoles": (
+        "1-3 dipoles of either sign made by MNE-Python (simulate_sparse_stc, "
+        "add_noise: ad-hoc covariance, IIR-coloured), 5 dB, T = 128 at 250 Hz",
+        None, None, None,
+    ),
 }  # fmt: skip
 
 
@@ -92,16 +102,21 @@ def simulate_scenario(name, n, *, seed):
     from ..forward import TEMPLATE_CH_NAMES, read_template_forward
     from ..forward.variants import TEST_VARIANTS, make_variant_leadfield
     from ..simulation.broad import simulate_broad
+    from ..simulation.mne_dipoles import simulate_mne_dipoles
 
     _check_scenarios([name])
     _, overrides, variant, n_channels = SCENARIOS[name]
+    rng = np.random.default_rng([int(seed), list(SCENARIOS).index(name)])
+    if overrides is None:
+        sim = simulate_mne_dipoles(n, seed=rng, verbose=False)
+        sim.meta["scenario"] = name
+        return sim, read_template_forward(verbose=False)
     kwargs = dict(_PAPER, **overrides)
     leadfield = None
     if variant is not None:
         leadfield = make_variant_leadfield(**TEST_VARIANTS[variant], verbose=False)
     sim = simulate_broad(
-        n, seed=np.random.default_rng([int(seed), list(SCENARIOS).index(name)]),
-        leadfield=leadfield,
+        n, seed=rng, leadfield=leadfield,
         spike_banks=(100, 101), verbose=False, **kwargs,
     )  # fmt: skip
     fwd = read_template_forward(verbose=False)
