@@ -260,8 +260,15 @@ def write_results(
     return paths
 
 
-def _without_source(dataset):
-    return {k: v for k, v in dataset.items() if k != "source"}
+def _comparable(before, now):
+    """The parameters both records hold, without the folder they were read from.
+
+    Where the set was written does not make it another set, and a parameter
+    recorded by only one side (a newer simulator records more, e.g. the
+    storage dtype) cannot disagree; every parameter both record must match.
+    """
+    common = (set(before) & set(now)) - {"source"}
+    return {k: before[k] for k in common}, {k: now[k] for k in common}
 
 
 def _merge(fname, payload, methods, results):
@@ -271,9 +278,8 @@ def _merge(fname, payload, methods, results):
     for key in ("dataset", "order", "n_samples"):
         before, now = old.get(key), new.get(key)
         if key == "dataset" and isinstance(before, dict) and isinstance(now, dict):
-            # the same test set regenerated in another folder: where it was
-            # written does not make it another set (its parameters decide)
-            before, now = _without_source(before), _without_source(now)
+            # the same test set regenerated elsewhere: its parameters decide
+            before, now = _comparable(before, now)
         if before != now:
             raise ValueError(
                 f"Cannot append to {fname}: its {key} ({old.get(key)}) differs from "
