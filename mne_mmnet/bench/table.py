@@ -261,7 +261,7 @@ def write_results(
 
 
 def _comparable(before, now):
-    """The parameters both records hold, without the folder they were read from.
+    """Keep the parameters both records hold, without the folder they were read from.
 
     Where the set was written does not make it another set, and a parameter
     recorded by only one side (a newer simulator records more, e.g. the
