@@ -29,8 +29,11 @@ def _bcast(t):
     return t[:, None, None]
 
 
-def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, *, certify):
-    """``(update, g.D, M |D|^2)``, the update shortened if ``certify``.
+def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, lengths):
+    """``(update, g.D, M |D|^2)``, the update shortened if several ``lengths``.
+
+    ``lengths`` (on ``x``'s device and dtype): ``[1]`` bounds the proposed
+    step as it is; :data:`CERTIFY_LENGTHS` certifies it.
 
     Certifying: the majorant's curvature is bounded on the segments
     ``x - t l D`` for the lengths ``l`` of :data:`CERTIFY_LENGTHS`; on each,
@@ -41,16 +44,14 @@ def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, *, c
     phi = None if state is None else state.phi
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
-    lengths = CERTIFY_LENGTHS if certify else CERTIFY_LENGTHS[:1]
     curv = segment_curvatures(
-        x, step, L, L_norm, lengths.to(x.device, x.dtype), prior=prior, phi=phi,
-        layer_norms=norms, lam=lam,
-    )  # fmt: skip
-    if not certify:
+        x, step, L, L_norm, lengths, prior=prior, phi=phi, layer_norms=norms, lam=lam
+    )
+    if len(lengths) == 1:
         return update, rate, curv[:, 0]
     # curv[:, k] = M_k |D|^2 l_k^2: the majorant in t (units of D) has
     # curvature c_k = M_k |D|^2 on t in [0, l_k]
-    seg = lengths.to(x.device, x.dtype)[None]
+    seg = lengths[None]
     c = curv / (seg * seg)
     usable = (rate[:, None] > 0) & torch.isfinite(c) & (c > 0)
     c_safe = torch.where(usable, c, torch.ones_like(c))
@@ -193,6 +194,10 @@ def mm_iterations(
     lam = float(lam)
     generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
     L_norm = leadfield_norm(L).to(x0.device)
+    # made once: no host-to-device copy inside the loop
+    segment_lengths = (
+        CERTIFY_LENGTHS if guarantee == "certified" else CERTIFY_LENGTHS[:1]
+    ).to(x0.device, x0.dtype)
     layer_norms = None
     if prior is not None and hasattr(prior, "operator_norms"):
         layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, x0.dtype)
@@ -232,7 +237,7 @@ def mm_iterations(
         update = _bcast(scale * length) * direction
         update, rate, curv = _segment_majorant(
             x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
-            certify=guarantee == "certified",
+            segment_lengths,
         )  # fmt: skip
         candidate = normalize_sources(x - update)
         new_terms, new_grad, new_state, _ = _energy_and_grad(
