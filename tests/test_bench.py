@@ -138,6 +138,10 @@ def test_run_benchmark_and_outputs(standin, tmp_path):
     with pytest.raises(ValueError, match="Cannot append"):
         other = dict(kw_src, dataset={"seed": 6, "source": "/tmp/a"})
         write_results(only_pinv, tmp_path, append=True, **other)
+    # ... and so is one that also records its storage dtype
+    stored = dict(kw_src, dataset={"seed": 5, "source": "c", "dtype": "float64"})
+    paths = write_results(only_pinv, tmp_path, append=True, **stored)
+    assert set(json.loads(paths["json"].read_text())["methods"]) == {"MNE", "test-pinv"}
     with pytest.raises(ValueError, match="Unknown benchmark method"):
         run_benchmark(sim, fwd, adjacency, methods=["nope"], progress=False)
     with pytest.raises(TypeError, match="sequence of method names"):

@@ -260,15 +260,22 @@ def write_results(
     return paths
 
 
-def _comparable(before, now):
-    """Keep the parameters both records hold, without the folder they were read from.
+#: how a test set was stored, not which samples it holds: ignored on --append
+_STORAGE_KEYS = ("source", "dtype")
 
-    Where the set was written does not make it another set, and a parameter
-    recorded by only one side (a newer simulator records more, e.g. the
-    storage dtype) cannot disagree; every parameter both record must match.
+
+def _comparable(before, now):
+    """Drop the storage details (folder, storage dtype) from two set records.
+
+    The same test set regenerated elsewhere, or by a newer simulator that
+    also records its storage dtype, is still the same set; every other
+    parameter must match, and one recorded by only one side is a difference.
     """
-    common = (set(before) & set(now)) - {"source"}
-    return {k: before[k] for k in common}, {k: now[k] for k in common}
+
+    def keep(record):
+        return {k: v for k, v in record.items() if k not in _STORAGE_KEYS}
+
+    return keep(before), keep(now)
 
 
 def _merge(fname, payload, methods, results):
