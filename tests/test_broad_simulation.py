@@ -109,6 +109,37 @@ def test_training_batches_vary(monkeypatch, leadfield):
         assert np.abs(t.sum(dim)).max() <= 1e-5 * np.abs(t).max()
 
 
+def test_focal_batches_hold_only_small_patches():
+    """sparse_prob draws batches of focal sources only; by default there are none."""
+    from scipy import sparse
+
+    from mne_mmnet.forward import read_template_adjacency
+    from mne_mmnet.training import broad
+
+    adjacency = sparse.csr_array(read_template_adjacency())
+    no_variants = dict(variant_prob=0.0)
+    focal = dict(no_variants, sparse_prob=1.0)
+    orders = []
+    for step in range(4):
+        batch = broad.draw_batch(0, step, 6, ranges=focal)
+        assert batch["info"]["orders"] == (0, 1)
+        drawn = batch["sim"].sample_params["orders"]
+        orders.extend(drawn[drawn >= 0].tolist())
+        # every active source is a seed or one of its neighbours on the mesh
+        sim = batch["sim"]
+        for mask, seeds in zip(sim.patch_masks, sim.seeds):
+            seeds = seeds[seeds >= 0]
+            near = (adjacency[seeds].toarray() != 0).any(0)
+            near[seeds] = True
+            assert mask.any() and np.all(near[mask])
+    assert set(orders) == {0, 1}
+    # without it (the default) batches keep patches of every order
+    plain = [broad.draw_batch(0, step, 6, ranges=no_variants) for step in range(4)]
+    assert all(b["info"]["orders"] == (0, 5) for b in plain)
+    drawn = np.concatenate([b["sim"].sample_params["orders"].ravel() for b in plain])
+    assert drawn.max() >= 3
+
+
 def test_sphere_variant_builds_and_caches(tmp_path, monkeypatch, leadfield):
     import mne
 

@@ -57,6 +57,12 @@ def main():
     parser.add_argument("--prior-val-every", type=int, default=500)
     parser.add_argument("--max-times", type=int, default=160)
     parser.add_argument("--prior-batch-size", type=int, default=None)
+    parser.add_argument(
+        "--sparse-prob",
+        type=float,
+        default=0.0,
+        help="share of batches with focal sources only (patch orders 0-1)",
+    )
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument(
         "--prior-hidden", default=None, help="widths of the prior, e.g. 1024,512"
@@ -102,7 +108,7 @@ def main():
         peak_weight=args.peak_weight,
         val_every=args.val_every,
         prior_val_every=args.prior_val_every,
-        ranges=dict(n_times=(32, args.max_times)),
+        ranges=dict(n_times=(32, args.max_times), sparse_prob=args.sparse_prob),
         init_from=init,
         carry_on=args.carry_on,
         config=config,
