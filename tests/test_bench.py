@@ -177,6 +177,33 @@ def test_cli_end_to_end(tmp_path):
         assert 0 <= metrics["auc"] <= 1 and metrics["localization_error"] >= 0
     table = (tmp_path / "table_tiny.md").read_text()
     assert "| sLORETA |" in table and "(14.82)" in table
+    # appending rows of another test set is refused before any method runs
+    from mne_mmnet.bench import methods
+
+    def unreachable(fwd, **options):
+        raise AssertionError("a method was set up before the append check")
+
+    methods.register_method("never run", unreachable)
+    try:
+        argv = [
+            "benchmark",
+            "-n",
+            "8",
+            "--methods",
+            "never run",
+            "--seed",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "tiny",
+            "--no-progress",
+            "--append",
+        ]
+        assert main(argv) == 2
+    finally:
+        methods._REGISTRY.pop("never run")
+    assert json.loads((tmp_path / "results_tiny.json").read_text()) == payload
 
 
 def test_generalisation_cli_writes_each_scenario(tmp_path, monkeypatch):

@@ -128,7 +128,7 @@ def _run(args):
     from ..forward import read_template_adjacency, read_template_forward
     from .methods import list_methods
     from .run import run_benchmark
-    from .table import write_results
+    from .table import check_appendable, write_results
 
     if args.baselines_dir is not None:
         from .methods import register_learned_baselines
@@ -183,11 +183,20 @@ def _run(args):
                     f"Skipping {skipped}: built for another number of time "
                     f"samples than the test set's {n_times}.\n"
                 )
+        tag = args.tag or kind or "benchmark"
+        if args.append:  # before the run, not after it
+            try:
+                check_appendable(
+                    args.out, tag, dataset=dataset, order=args.order,
+                    n_samples=len(sim),
+                )  # fmt: skip
+            except ValueError as exc:
+                sys.stderr.write(f"{exc}\n")
+                return 2
         results = run_benchmark(
             sim, fwd, adjacency, methods=methods, order=args.order,
             batch_size=args.batch_size, progress=not args.no_progress,
         )  # fmt: skip
-    tag = args.tag or kind or "benchmark"
     paths = write_results(
         results, args.out, tag=tag, dataset=dataset, kind=kind, scores=args.scores,
         append=args.append, command=_command_line(),

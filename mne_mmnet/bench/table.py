@@ -278,9 +278,35 @@ def _comparable(before, now):
     return keep(before), keep(now)
 
 
-def _merge(fname, payload, methods, results):
-    """Merge the rows of an earlier results file (same test set) before ours."""
-    old = json.loads(Path(fname).read_text())
+def check_appendable(out_dir, tag, *, dataset, order, n_samples):
+    """Raise before a run whose rows could not be appended to ``results_<tag>.json``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder of :func:`write_results`.
+    tag : str
+        File-name suffix.
+    dataset : dict
+        Description of this run's test set.
+    order : int
+        Neighbourhood order of the localisation error.
+    n_samples : int
+        Test samples of this run.
+
+    Raises
+    ------
+    ValueError
+        If the file exists and describes another test set.
+    """
+    fname = Path(out_dir) / f"results_{tag}.json"
+    if fname.exists():
+        new = dict(dataset=dict(dataset), order=order, n_samples=int(n_samples))
+        _check_same_set(fname, json.loads(fname.read_text()), new)
+
+
+def _check_same_set(fname, old, payload):
+    """Raise unless ``old`` (a results file) and ``payload`` hold the same set."""
     new = json.loads(json.dumps(payload, default=str))
     for key in ("dataset", "order", "n_samples"):
         before, now = old.get(key), new.get(key)
@@ -292,6 +318,12 @@ def _merge(fname, payload, methods, results):
                 f"Cannot append to {fname}: its {key} ({old.get(key)}) differs from "
                 f"this run's ({payload.get(key)}); use another tag."
             )
+
+
+def _merge(fname, payload, methods, results):
+    """Merge the rows of an earlier results file (same test set) before ours."""
+    old = json.loads(Path(fname).read_text())
+    _check_same_set(fname, old, payload)
     merged = {k: v for k, v in old["methods"].items() if k not in methods}
     merged.update(methods)
     rows = {k: v for k, v in old["methods"].items() if k not in methods}
