@@ -195,3 +195,22 @@ def test_mne_dipoles_are_mnes_simulation_of_the_template():
     np.testing.assert_array_equal(again.eeg, sim.eeg)
     sim2, fwd2 = simulate_scenario("mne-dipoles", 3, seed=0)
     assert sim2.meta["kind"] == "mne-dipoles" and fwd2["nchan"] == 90
+
+
+def test_focal_scenario_holds_single_regions_of_either_sign():
+    """The `focal` scenario: one active source per sample, both polarities."""
+    from mne_mmnet.bench.generalisation import SCENARIOS, simulate_scenario
+
+    # a scenario's test seed is its position: recorded rows stay valid only
+    # while new scenarios are added at the end
+    assert list(SCENARIOS)[:14] == [
+        "paper", "negative", "two-patches", "three-patches", "snr-0", "snr-20",
+        "epoch-256hz", "background", "spikes", "sphere-head", "conductivity",
+        "32-channels", "mne-dipoles", "focal",
+    ]  # fmt: skip
+
+    sim, fwd = simulate_scenario("focal", 16, seed=1)
+    active = np.abs(sim.sources).max(axis=2) > 0
+    assert np.all(active.sum(axis=1) == 1) and fwd["nchan"] == 90
+    np.testing.assert_array_equal(np.flatnonzero(active[0]), sim.seeds[0, :1])
+    assert set(np.sign(sim.sample_params["amplitudes"][:, 0]).tolist()) == {-1, 1}

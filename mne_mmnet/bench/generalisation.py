@@ -22,7 +22,8 @@ _PAPER = dict(
 
 #: scenario name -> (description, simulate_broad overrides, head variant, channels);
 #: overrides None: the data come from MNE-Python's simulation functions
-#: (:func:`mne_mmnet.simulation.simulate_mne_dipoles`), not from this project's
+#: (:func:`mne_mmnet.simulation.simulate_mne_dipoles`), not from this project's;
+#: a scenario's test set depends on its position here: add new ones at the end
 SCENARIOS = {
     "paper": ("one positive patch, 5 dB, T = 64 at 512 Hz", {}, None, None),
     "negative": ("as paper, negative polarity", dict(polarity="negative"), None, None),
@@ -63,6 +64,10 @@ SCENARIOS = {
         "1-3 dipoles of either sign made by MNE-Python (simulate_sparse_stc, "
         "add_noise: ad-hoc covariance, IIR-coloured), 5 dB, T = 128 at 250 Hz",
         None, None, None,
+    ),
+    "focal": (
+        "one single-region source, random polarity (where sLORETA is near exact)",
+        dict(orders=(0, 0), polarity="random"), None, None,
     ),
 }  # fmt: skip
 
