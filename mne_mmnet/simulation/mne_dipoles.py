@@ -84,8 +84,8 @@ def simulate_mne_dipoles(
     Each dipole has a random Gaussian-windowed sinusoid of either sign (3-20
     Hz, 20-80 ms wide, centred in the middle 40 %% of the trial); the noise
     is drawn by :func:`mne.simulation.add_noise` from
-    :func:`mne.make_ad_hoc_cov` through :data:`IIR_FILTER` and scaled to
-    ``snr_db``.
+    :func:`mne.make_ad_hoc_cov` through ``IIR_FILTER`` (MNE's example
+    colouring filter) and scaled to ``snr_db``.
     """
     import mne
 

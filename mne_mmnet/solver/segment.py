@@ -99,7 +99,7 @@ def segment_curvatures(x, update, L, L_norm, lengths, *, prior, phi, layer_norms
     L : torch.Tensor, shape (n_channels, n_sources)
     L_norm : torch.Tensor
         ``||L||_2``.
-    lengths : torch.Tensor, shape (k,)
+    lengths : torch.Tensor, shape (n_lengths,)
         Segment lengths ``l > 0`` in units of ``D``.
     prior : SoftReLUAutoencoder | None
     phi : torch.Tensor | None
@@ -111,7 +111,7 @@ def segment_curvatures(x, update, L, L_norm, lengths, *, prior, phi, layer_norms
 
     Returns
     -------
-    curvature : torch.Tensor, shape (batch, k)
+    curvature : torch.Tensor, shape (batch, n_lengths)
         ``M_l |l D|^2`` with ``M_l`` the curvature bound of ``u`` on segment
         ``l`` (``inf`` where no bound is available, e.g. when the segment
         passes too close to the null space of ``L``).
