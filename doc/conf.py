@@ -54,6 +54,7 @@ numpydoc_xref_ignore = {
     "max_seeds",
     "max_patches",
     "n_iter",
+    "n_lengths",
     "n_columns",
     "out_channels",
     "in_channels",
