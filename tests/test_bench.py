@@ -186,20 +186,9 @@ def test_cli_end_to_end(tmp_path):
     methods.register_method("never run", unreachable)
     try:
         argv = [
-            "benchmark",
-            "-n",
-            "8",
-            "--methods",
-            "never run",
-            "--seed",
-            "4",
-            "--out",
-            str(tmp_path),
-            "--tag",
-            "tiny",
-            "--no-progress",
-            "--append",
-        ]
+            "benchmark", "-n", "8", "--methods", "never run", "--seed", "4",
+            "--out", str(tmp_path), "--tag", "tiny", "--no-progress", "--append",
+        ]  # fmt: skip
         assert main(argv) == 2
     finally:
         methods._REGISTRY.pop("never run")

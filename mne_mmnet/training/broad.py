@@ -35,6 +35,7 @@ BROAD_BATCHES = dict(
     variant_prob=0.5,
     subset_prob=0.4,
     subset_size=(24, 89),
+    orders=(0, 5),
     sparse_prob=0.0,
     sparse_orders=(0, 1),
 )
@@ -78,7 +79,7 @@ def draw_batch(
     if rng.uniform() < ranges["subset_prob"]:
         size = int(rng.integers(ranges["subset_size"][0], ranges["subset_size"][1] + 1))
         channels = np.sort(rng.choice(n_channels, size=size, replace=False))
-    orders = (0, 5)
+    orders = tuple(int(o) for o in ranges["orders"])
     # drawn only when asked for, so that older runs' batches stay the same
     if ranges["sparse_prob"] > 0 and rng.uniform() < ranges["sparse_prob"]:
         orders = tuple(int(o) for o in ranges["sparse_orders"])
