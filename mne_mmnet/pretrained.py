@@ -249,12 +249,14 @@ def _check_weights(content, fname, hint):
             )
 
 
-def _install_shipped_model(src, name, *, data_dirs=()):
+def _install_shipped_model(src, name, *, data_dirs=(), keep_training_data=False):
     """Copy a trained model into the package, register its sha256 and card.
 
     The card ``<name>.json`` beside the weights records the config, the
     training arguments and last validation scores (from the file's metadata),
-    the manifests of the training data and the sha256 of the weights.
+    the manifests of the training data (of ``data_dirs``, or those of the
+    card it replaces with ``keep_training_data=True``) and the sha256 of the
+    weights.
     """
     if name not in _MODEL_NAMES:
         raise ValueError(f"name must be one of {_MODEL_NAMES}, got {name!r}.")
@@ -262,6 +264,10 @@ def _install_shipped_model(src, name, *, data_dirs=()):
     shipped_dir = _fetch._SHIPPED_DIR  # read here: a patched value takes effect
     shipped_dir.mkdir(parents=True, exist_ok=True)
     dest = shipped_dir / f"{name}.pt"
+    card_file = shipped_dir / f"{name}.json"
+    kept = {}
+    if keep_training_data and card_file.is_file():
+        kept = json.loads(card_file.read_text()).get("training_data", {})
     shutil.copyfile(src, dest)
     registry = _fetch._read_registry()
     registry[dest.name] = _sha256(dest)
@@ -279,7 +285,7 @@ def _install_shipped_model(src, name, *, data_dirs=()):
         mne_mmnet_version=__version__,
         config=content["config"],
         metadata=content.get("metadata", {}),
-        training_data=manifests,
+        training_data=dict(kept, **manifests),
     )
-    (shipped_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    card_file.write_text(json.dumps(card, indent=1) + "\n")
     return dest

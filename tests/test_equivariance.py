@@ -53,11 +53,15 @@ def _narrow_default():
     return config
 
 
-def test_untrained_broad_architecture_is_sign_equivariant(fwd, evoked):
+@pytest.mark.parametrize("start", ["prior", "gated"])
+def test_untrained_broad_architecture_is_sign_equivariant(start, fwd, evoked):
     """Any weights: the property comes from the architecture, not training."""
+    config = _narrow_default()
+    if start == "gated":  # the shipped default's start: a gate on both starts
+        config.update(init="gated", gate=dict(hidden=(8, 8)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(11)
-        net = MMNet.from_config(_narrow_default())
+        net = MMNet.from_config(config)
         with torch.no_grad():  # move off the initialisation (biases included)
             for p in net.parameters():
                 p.add_(0.05 * torch.randn_like(p))

@@ -42,15 +42,11 @@ def main():
         net.load_state_dict(content["state_dict"], strict=True)
         metadata = dict(content.get("metadata", {}))
         metadata["conversion"] = NOTE
-        card_file = _SHIPPED_DIR / f"{name}.json"
-        card = json.loads(card_file.read_text())
         with tempfile.TemporaryDirectory() as tmp:
             out = save_model(net, Path(tmp) / f"{name}.pt", metadata=metadata)
-            _install_shipped_model(out, name)
-        new_card = json.loads(card_file.read_text())
-        new_card["training_data"] = card.get("training_data", {})
-        card_file.write_text(json.dumps(new_card, indent=1) + "\n")
-        print(f"{name}: {new_card['sha256']}")
+            _install_shipped_model(out, name, keep_training_data=True)
+        card = json.loads((_SHIPPED_DIR / f"{name}.json").read_text())
+        print(f"{name}: {card['sha256']}")
 
 
 if __name__ == "__main__":

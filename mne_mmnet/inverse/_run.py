@@ -89,7 +89,7 @@ def _solve_batch(inv, y, *, n_iter, seed, guarantee=None):
         x0 = torch.matmul(kernel, y_t)
         if net is not None:
             with torch.no_grad():
-                x0 = finish_start(x0, net.init, net.prior)
+                x0 = finish_start(x0, net.init, net.prior, gate=net.gate, y=y_t, L=L)
     settings = {}
     if inv.model is None:
         settings = dict(CLASSICAL_SETTINGS)

@@ -1,4 +1,4 @@
-"""Neural networks of MM-Net: the autoencoder prior and the curvature model."""
+"""Neural networks of MM-Net: the autoencoder prior, the curvature, the start gate."""
 
 from .autoencoder import (
     SoftReLUAutoencoder,
@@ -8,6 +8,7 @@ from .autoencoder import (
     softrelu_hess,
 )
 from .curvature import ConvLSTMCell1d, CurvatureModel
+from .gate import StartGate, start_features
 from .mmnet import MMNet
 
 __all__ = [
@@ -15,8 +16,10 @@ __all__ = [
     "CurvatureModel",
     "MMNet",
     "SoftReLUAutoencoder",
+    "StartGate",
     "conv_operator_norm",
     "softrelu",
     "softrelu_grad",
     "softrelu_hess",
+    "start_features",
 ]

@@ -62,7 +62,8 @@ class LearnedSolver(nn.Module):
         """Start of the iterations, see :func:`mne_mmnet.solver.initial_estimate`."""
         init = self.init if init is None else init
         prior = getattr(self, "prior", None)
-        return initial_estimate(y, L, init=init, seed=seed, prior=prior)
+        gate = getattr(self, "gate", None)
+        return initial_estimate(y, L, init=init, seed=seed, prior=prior, gate=gate)
 
     def iterate(self, x0, y, L, *, n_iter=None, create_graph=False, state=None):
         """Run ``n_iter`` iterations from ``x0``, continuing ``state``.

@@ -11,6 +11,7 @@ from ..solver.precondition import PRECONDITIONERS
 from .autoencoder import SoftReLUAutoencoder
 from .base import LearnedSolver, check_config_keys, register_architecture
 from .curvature import CurvatureModel
+from .gate import StartGate
 
 _CONFIG_VERSION = 1
 _BOUNDS = ("analytic", "hvp", None)
@@ -62,10 +63,11 @@ class MMNet(LearnedSolver):
         Default number of MM iterations (paper: 10).
     step : str
         Step structure passed to :func:`mne_mmnet.solver.mm_iterations`.
-    init : "random" | "mne" | "sloreta" | "prior"
+    init : "random" | "mne" | "sloreta" | "prior" | "gated"
         Default start, see :func:`mne_mmnet.solver.initial_estimate` (the
         paper starts at random; the Table I replicas from sLORETA, the
-        default model from the prior applied to sLORETA).
+        default model from the gated mixture of sLORETA and the prior
+        applied to it).
     safeguard : bool
         Reject steps that would increase the energy (see
         :func:`mne_mmnet.solver.mm_iterations`).
@@ -81,6 +83,10 @@ class MMNet(LearnedSolver):
         :mod:`mne_mmnet.solver.precondition`).
     preconditioner_reg : float
         Relative regularisation of the ``"leadfield"`` preconditioner.
+    gate : StartGate | dict | None
+        The learned weight of the sLORETA estimate in the start, for
+        ``init="gated"`` (see :class:`~mne_mmnet.networks.StartGate`), or its
+        keyword arguments, or None.
     """
 
     def __init__(
@@ -98,12 +104,20 @@ class MMNet(LearnedSolver):
         guarantee="checked",
         preconditioner="diagonal",
         preconditioner_reg=0.1,
+        gate=None,
     ):
         super().__init__()
         if isinstance(prior, dict):
             prior = SoftReLUAutoencoder(**prior)
         if isinstance(curvature, dict):
             curvature = CurvatureModel(**curvature)
+        if isinstance(gate, dict):
+            gate = StartGate(**gate)
+        _validate_type(gate, (StartGate, None), "gate")
+        if init == "gated" and (gate is None or prior is None):
+            raise ValueError(
+                "init='gated' needs a prior and a start gate (prior=, gate=)."
+            )
         _validate_type(prior, (nn.Module, None), "prior")
         _validate_type(curvature, (nn.Module, None), "curvature")
         _validate_type(lam, "numeric", "lam")
@@ -126,6 +140,7 @@ class MMNet(LearnedSolver):
             raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
         self.prior = prior
         self.curvature = curvature
+        self.gate = gate
         self.lam = float(lam)
         self.gamma = float(gamma)
         self.bound = bound
@@ -169,6 +184,7 @@ class MMNet(LearnedSolver):
             guarantee=self.guarantee,
             preconditioner=self.preconditioner,
             preconditioner_reg=self.preconditioner_reg,
+            gate=None if self.gate is None else self.gate.config,
         )
 
     @classmethod
@@ -206,6 +222,7 @@ class MMNet(LearnedSolver):
             "guarantee",
             "preconditioner",
             "preconditioner_reg",
+            "gate",
         }
         config.pop("architecture", None)
         check_config_keys(config, known, "MMNet")

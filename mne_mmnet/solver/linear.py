@@ -11,7 +11,7 @@ from ..utils import _torch_generator
 
 #: scale of the paper's random start, ``x0 ~ 1e-3 N(0, 1)``
 RANDOM_START_SCALE = 1e-3
-INITS = ("random", "mne", "sloreta", "prior")
+INITS = ("random", "mne", "sloreta", "prior", "gated")
 # kernels of recently used (CPU) leadfields: every call with the same
 # leadfield (the one-line apply_mmnet_inverse) reuses the solve
 _KERNELS = OrderedDict()
@@ -95,7 +95,7 @@ def _compute_kernel(L, method, lambda2):
     return kernel
 
 
-def initial_estimate(y, L, *, init="random", seed=None, prior=None):
+def initial_estimate(y, L, *, init="random", seed=None, prior=None, gate=None):
     """Compute the starting point of the MM iterations.
 
     Parameters
@@ -104,17 +104,22 @@ def initial_estimate(y, L, *, init="random", seed=None, prior=None):
         Data, referenced like ``L``.
     L : torch.Tensor, shape (n_channels, n_sources)
         Leadfield.
-    init : 'random' | 'mne' | 'sloreta' | 'prior'
+    init : 'random' | 'mne' | 'sloreta' | 'prior' | 'gated'
         ``'random'`` draws the paper's ``1e-3 N(0, 1)``; ``'mne'`` and
         ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``);
         ``'prior'`` is ``Phi(x_s)``, the prior autoencoder applied to the
-        sLORETA estimate rescaled to unit RMS (a learned start: the
-        iterations then descend the energy from there).
+        sLORETA estimate ``x_s`` rescaled to unit RMS (a learned start: the
+        iterations then descend the energy from there); ``'gated'`` is
+        ``g x_s + (1 - g) Phi(x_s)`` with the weight ``g`` in (0, 1) of a
+        learned :class:`~mne_mmnet.networks.StartGate` (sLORETA where it is
+        likely the better start, as for focal sources).
     seed : None | int | numpy.random.Generator | torch.Generator
         Seed of the random start. The draw is made on the CPU in float64 and
         then moved, so a seed gives the same start on every device.
     prior : torch.nn.Module | None
-        The autoencoder, for ``init='prior'``.
+        The autoencoder, for ``init='prior'`` and ``init='gated'``.
+    gate : torch.nn.Module | None
+        The :class:`~mne_mmnet.networks.StartGate`, for ``init='gated'``.
 
     Returns
     -------
@@ -131,20 +136,32 @@ def initial_estimate(y, L, *, init="random", seed=None, prior=None):
         return (RANDOM_START_SCALE * noise).to(device=y.device, dtype=y.dtype)
     kernel = linear_inverse_kernel(L, method=start_kernel_method(init))
     x0 = torch.matmul(kernel, y.to(kernel.dtype)).to(y.dtype)
-    return finish_start(x0, init, prior)
+    return finish_start(x0, init, prior, gate=gate, y=y, L=L)
 
 
 def start_kernel_method(init):
     """Return the linear inverse a start is computed from ("mne" or "sloreta")."""
-    return "sloreta" if init == "prior" else init
+    return "sloreta" if init in ("prior", "gated") else init
 
 
-def finish_start(x_linear, init, prior):
-    """Return the start from the linear estimate: itself, or the prior at it."""
-    if init != "prior":
+def finish_start(x_linear, init, prior, *, gate=None, y=None, L=None):
+    """Return the start from the linear estimate.
+
+    The estimate itself, the prior at it (``init='prior'``), or the gated
+    mixture of both (``init='gated'``, which needs ``gate``, the data ``y``
+    and the leadfield ``L`` the gate's features are computed from).
+    """
+    if init not in ("prior", "gated"):
         return x_linear
     if prior is None:
-        raise ValueError("init='prior' needs the prior autoencoder (prior=).")
+        raise ValueError(f"init={init!r} needs the prior autoencoder (prior=).")
     from .objective import normalize_sources
 
-    return prior(normalize_sources(x_linear))
+    s = normalize_sources(x_linear)
+    p = prior(s)
+    if init == "prior":
+        return p
+    if gate is None or y is None or L is None:
+        raise ValueError("init='gated' needs the start gate (gate=), y and L.")
+    g = gate(s, p, y.to(s.dtype), L.to(s.dtype))[:, None, None]
+    return g * s + (1 - g) * p

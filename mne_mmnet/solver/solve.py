@@ -92,9 +92,10 @@ def solve_mm(
         Hessian-vector product (a Newton step along ``d``: no majorant covers
         it, its descent is checked). ``None``: the model's, or
         ``'diagonal'``.
-    init : 'random' | 'mne' | 'sloreta' | 'prior' | None
-        Start: ``1e-3 N(0, 1)`` (seeded), a linear inverse, or the prior
-        applied to the sLORETA estimate (see
+    init : 'random' | 'mne' | 'sloreta' | 'prior' | 'gated' | None
+        Start: ``1e-3 N(0, 1)`` (seeded), a linear inverse, the prior
+        applied to the sLORETA estimate, or the model's gated mixture of both
+        (see
         :func:`~mne_mmnet.solver.initial_estimate`). ``None``: the model's,
         or ``'random'``.
     guarantee : 'checked' | 'certified' | None
@@ -164,7 +165,10 @@ def solve_mm(
     y_t, L_t, squeeze = _check_problem(y, L, device, dtype)
     prior = _prepare_module(parts["prior"], device, dtype)
     curvature = _prepare_module(parts["curvature"], device, dtype)
-    x_start = _start(x0, y_t, L_t, squeeze, init=init, seed=seed, prior=prior)
+    gate = _prepare_module(parts["gate"], device, dtype)
+    x_start = _start(
+        x0, y_t, L_t, squeeze, init=init, seed=seed, prior=prior, gate=gate
+    )
     hvp_seed = None if seed is None else _torch_generator(seed, device)
     x, trace = mm_iterations(
         x_start,
@@ -196,7 +200,7 @@ def solve_mm(
 
 def _model_parts(model, prior, lam):
     """Prior, curvature, safeguard, prior weight and step metric of a model."""
-    parts = dict(prior=prior, curvature=None, safeguard=True)
+    parts = dict(prior=prior, curvature=None, safeguard=True, gate=None)
     # the step metric is part of a trained model, never a user option
     parts["metric"] = dict(
         preconditioner=getattr(model, "preconditioner", "diagonal"),
@@ -207,6 +211,7 @@ def _model_parts(model, prior, lam):
             raise ValueError("Pass either model= or prior=, not both.")
         parts["prior"] = getattr(model, "prior", None)
         parts["curvature"] = getattr(model, "curvature", None)
+        parts["gate"] = getattr(model, "gate", None)
         # an R-MM-Net trained without the safeguard runs without it
         parts["safeguard"] = bool(getattr(model, "safeguard", True))
         if lam is None:
@@ -239,7 +244,7 @@ def _check_problem(y, L, device, dtype):
     return y_t, L_t, squeeze
 
 
-def _start(x0, y_t, L_t, squeeze, *, init, seed, prior):
+def _start(x0, y_t, L_t, squeeze, *, init, seed, prior, gate=None):
     """Return the start of the iterations: ``x0`` checked, or ``init``."""
     batch, _, n_times = y_t.shape
     shape = (batch, L_t.shape[1], n_times)
@@ -251,7 +256,9 @@ def _start(x0, y_t, L_t, squeeze, *, init, seed, prior):
             raise ValueError(f"x0 must have shape {shape}, got {tuple(x_start.shape)}.")
     else:
         with torch.no_grad():
-            x_start = initial_estimate(y_t, L_t, init=init, seed=seed, prior=prior)
+            x_start = initial_estimate(
+                y_t, L_t, init=init, seed=seed, prior=prior, gate=gate
+            )
     if not bool((_sq_norm(x_start) > 0).all()):
         raise ValueError(
             "The start has an all-zero sample (the linear inverse of that sample "

@@ -91,7 +91,9 @@ def default_config(n_sources=994):
     applied to the sLORETA estimate and take directional steps with
     ``gamma = 1`` along the leadfield-preconditioned direction (see
     :mod:`mne_mmnet.solver.precondition`), projected onto the analytic
-    bound, with the descent safeguard.
+    bound, with the descent safeguard. The shipped model adds a start gate
+    fitted afterwards with the rest fixed (``init="gated"``,
+    :func:`mne_mmnet.training.gate.fit_start_gate`, ``tools/train_gate.py``).
 
     Parameters
     ----------

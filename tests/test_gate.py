@@ -1,0 +1,139 @@
+"""The learned start gate: sign invariance, the mixture, its fitting rule."""
+
+import numpy as np
+import pytest
+import torch
+
+from mne_mmnet.networks import MMNet, SoftReLUAutoencoder, StartGate, start_features
+from mne_mmnet.networks.gate import FEATURE_NAMES
+from mne_mmnet.solver import initial_estimate, normalize_sources, solve_mm
+from mne_mmnet.training.gate import _chosen_le, fit_start_gate
+
+
+def _problem(seed=0, n_ch=9, n_src=30, n_t=14):
+    gen = torch.Generator().manual_seed(seed)
+    L = torch.randn(n_ch, n_src, generator=gen, dtype=torch.float64)
+    L = L - L.mean(0)
+    y = torch.randn(3, n_ch, n_t, generator=gen, dtype=torch.float64)
+    return y - y.mean(1, keepdim=True), L
+
+
+def _prior(n_src):
+    torch.manual_seed(1)
+    return SoftReLUAutoencoder(n_src, hidden=(11, 6), odd=True).double()
+
+
+def test_features_and_gate_are_sign_invariant():
+    y, L = _problem()
+    prior = _prior(L.shape[1])
+    s = normalize_sources(initial_estimate(y, L, init="sloreta"))
+    p = prior(s)
+    f = start_features(s, p, y, L)
+    assert f.shape == (3, len(FEATURE_NAMES))
+    assert torch.isfinite(f).all()
+    torch.testing.assert_close(start_features(-s, -p, -y, L), f)
+    gate = StartGate(seed=0).double()
+    g = gate(s, p, y, L)
+    assert ((g > 0) & (g < 1)).all()
+    torch.testing.assert_close(gate(-s, -p, -y, L), g)
+
+
+def test_features_measure_what_they_name():
+    """A one-region source seen without noise: its peak and fits are exact."""
+    y, L = _problem(n_t=5)
+    src = 7
+    x = torch.zeros(1, L.shape[1], 5, dtype=torch.float64)
+    x[0, src] = torch.tensor([0.1, 1.0, -0.5, 0.2, 0.0])
+    y = L @ x
+    one_hot = normalize_sources(x)
+    f = dict(zip(FEATURE_NAMES, start_features(one_hot, one_hot, y, L)[0].tolist()))
+    assert f["peak share of s"] == pytest.approx(1.0)
+    assert f["log spread of s"] == pytest.approx(np.log(1 / L.shape[1]))
+    assert f["fit of the region at the peak of s, all times"] == pytest.approx(1.0)
+    assert f["fit of the best single region, all times"] == pytest.approx(1.0)
+    assert f["first singular value share of the data"] == pytest.approx(1.0)
+    assert f["channels / 90 (the template's count)"] == pytest.approx(9 / 90)
+
+
+@pytest.mark.parametrize("logit, expected", [(60.0, "linear"), (-60.0, "prior")])
+def test_gated_start_mixes_the_two_starts(logit, expected):
+    y, L = _problem()
+    prior = _prior(L.shape[1])
+    gate = StartGate(seed=0).double()
+    with torch.no_grad():  # a gate that always says the same
+        last = gate.mlp[-1]
+        last.weight.zero_()
+        last.bias.fill_(logit)
+    s = normalize_sources(initial_estimate(y, L, init="sloreta"))
+    want = s if expected == "linear" else prior(s)
+    got = initial_estimate(y, L, init="gated", prior=prior, gate=gate)
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="needs the start gate"):
+        initial_estimate(y, L, init="gated", prior=prior)
+    model = MMNet(prior, None, init="gated", gate=gate, n_iter=2).double()
+    torch.testing.assert_close(model.initial_estimate(y, L), want)
+    rebuilt = MMNet.from_config(model.config)
+    assert rebuilt.init == "gated" and isinstance(rebuilt.gate, StartGate)
+    # solve_mm with the model starts there too: zero iterations return it
+    x = solve_mm(y, L, model=model, n_iter=0, dtype="float64")
+    torch.testing.assert_close(x, normalize_sources(want))
+    with pytest.raises(ValueError, match="needs a prior and a start gate"):
+        MMNet(prior, None, init="gated")
+
+
+def test_fitted_gate_picks_the_better_start():
+    """Expected-LE fitting recovers a rule hidden in one feature.
+
+    The linear start is better (by a random margin) exactly where feature 3
+    is positive: the fitted gate's choice reaches the oracle's error, far
+    below either start alone.
+    """
+    rng = np.random.default_rng(0)
+
+    def examples(n):
+        f = rng.standard_normal((n, len(FEATURE_NAMES)))
+        margin = rng.uniform(1, 20, n)
+        base = rng.uniform(0, 10, n)
+        linear_better = f[:, 3] > 0
+        return dict(
+            features=torch.as_tensor(f),
+            le_linear=np.where(linear_better, base, base + margin),
+            le_prior=np.where(linear_better, base + margin, base),
+        )
+
+    train, val = examples(2000), examples(500)
+    gate, history = fit_start_gate(train, val, epochs=300, val_every=50, seed=0)
+    oracle = np.minimum(val["le_linear"], val["le_prior"]).mean()
+    alone = min(val["le_linear"].mean(), val["le_prior"].mean())
+    chosen = _chosen_le(gate.double(), val)
+    assert chosen < oracle + 0.05 * (alone - oracle)
+    assert [h["step"] for h in history] == list(range(0, 301, 50))
+    kept = min(h["val_le"] for h in history)
+    assert kept < history[0]["val_le"]
+
+
+def test_train_gate_tool_writes_a_gated_model(tmp_path):
+    """tools/train_gate.py, tiny: a loadable gated model with its record."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mne_mmnet.pretrained import load_model
+
+    tool = Path(__file__).parents[1] / "tools" / "train_gate.py"
+    args = ["--out", str(tmp_path), "--train-batches", "2", "--val-batches", "1",
+            "--workers", "1", "--epochs", "5", "--seed", "3"]  # fmt: skip
+    subprocess.run([sys.executable, str(tool), *args], check=True, timeout=600)
+    net = load_model(tmp_path / "model.pt", verbose=False)
+    assert net.init == "gated" and isinstance(net.gate, StartGate)
+    record = net.metadata["start_gate"]
+    val = record["validation"]
+    assert val["n"] == 16 and record["batches"]["seeds"] == [3, 4]
+    assert val["le_oracle"] <= min(val["le_linear"], val["le_prior"])
+    assert "--train-batches 2 --val-batches 1" in record["command"]
+    # refitting reuses the examples and records the options that made them
+    subprocess.run([sys.executable, str(tool), "--out", str(tmp_path), "--refit",
+                    "--epochs", "5"], check=True, timeout=600)  # fmt: skip
+    again = load_model(tmp_path / "model.pt", verbose=False).metadata["start_gate"]
+    assert again["command"] == record["command"]
+    assert again["validation"] == val
