@@ -18,7 +18,7 @@ from torch import nn
 
 from ..utils import _torch_generator
 
-#: names of the features of :func:`start_features`, in order
+#: names of the features of :func:`mne_mmnet.networks.start_features`, in order
 FEATURE_NAMES = (
     "log spread of s",
     "log spread of Phi(s)",
@@ -80,8 +80,9 @@ def start_features(s, p, y, L):
 
     Returns
     -------
-    features : torch.Tensor, shape (batch, len(FEATURE_NAMES))
-        See ``mne_mmnet.networks.gate.FEATURE_NAMES``. The peak time is
+    features : torch.Tensor, shape (batch, n_features)
+        The ``n_features = len(mne_mmnet.networks.gate.FEATURE_NAMES)``
+        features named there. The peak time is
         that of the largest power of ``s``; spreads are participation
         ratios, fits are shares of the data's squared norm explained by one
         spatial pattern.
@@ -129,7 +130,7 @@ def start_features(s, p, y, L):
 
 
 class StartGate(nn.Module):
-    """Weight of the linear estimate in the start, from :func:`start_features`.
+    """Weight of the linear estimate in the start, from the features of both starts.
 
     Parameters
     ----------
@@ -140,9 +141,9 @@ class StartGate(nn.Module):
 
     Notes
     -----
-    ``g = sigmoid(MLP((f - mean) / scale))`` with the feature ``f`` of
-    :func:`start_features`; ``mean`` and ``scale`` are buffers set from the
-    training features (:meth:`set_standardization`). The start
+    ``g = sigmoid(MLP((f - mean) / scale))`` with the features ``f`` of
+    :func:`mne_mmnet.networks.start_features`; ``mean`` and ``scale`` are
+    buffers set from the training features (:meth:`set_standardization`). The start
     ``g s + (1 - g) Phi(s)`` is sign-equivariant because ``g`` is
     sign-invariant. See :func:`mne_mmnet.training.gate.fit_start_gate`.
     """

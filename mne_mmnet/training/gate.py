@@ -90,12 +90,14 @@ def _chosen_le(gate, examples):
 
 def fit_start_gate(train, val, *, hidden=(32, 32), seed=0, epochs=2000, lr=3e-3,
                    weight_decay=1e-3, val_every=50):  # fmt: skip
-    """Fit a :class:`~mne_mmnet.networks.StartGate` on :func:`gate_examples`.
+    """Fit a :class:`~mne_mmnet.networks.StartGate` on simulated examples.
+
+    The examples come from :func:`mne_mmnet.training.gate.gate_examples`.
 
     Parameters
     ----------
     train, val : dict
-        Examples from :func:`gate_examples` (different seeds).
+        Examples from :func:`mne_mmnet.training.gate.gate_examples` (different seeds).
     hidden : tuple of int
         Hidden widths of the gate.
     seed : int
