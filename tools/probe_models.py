@@ -5,7 +5,9 @@
 Each ``NAME=WHERE`` is a shipped model's name (run as shipped), or a model
 file or a training run folder (``tools/train_default.py --out``, its latest
 ``checkpoint.pt``) whose prior weights replace those of the shipped
-``broad`` (curvature and solver settings unchanged). Prints sLORETA's and
+``broad`` (curvature, start gate and solver settings unchanged: the gate
+was fitted to the shipped prior, refit it with ``tools/train_gate.py
+--model FILE`` for a fair comparison). Prints sLORETA's and
 each candidate's global LE (mm) / AUC on N samples of: one single-region
 source (broad simulator, seed 5, 5 dB, T = 64 at 512 Hz), 1-3 MNE-Python
 dipoles (seed 123), and the generalisation scenarios ``paper`` and
