@@ -14,7 +14,7 @@ import copy
 
 import numpy as np
 import torch
-from mne.utils import logger
+from mne.utils import logger, verbose
 
 from ..networks.gate import StartGate, start_features
 from ..solver.linear import linear_inverse_kernel
@@ -88,8 +88,9 @@ def _chosen_le(gate, examples):
     return float(np.where(pick, examples["le_linear"], examples["le_prior"]).mean())
 
 
+@verbose
 def fit_start_gate(train, val, *, hidden=(32, 32), seed=0, epochs=2000, lr=3e-3,
-                   weight_decay=1e-3, val_every=50):  # fmt: skip
+                   weight_decay=1e-3, val_every=50, verbose=None):  # fmt: skip
     """Fit a :class:`~mne_mmnet.networks.StartGate` on simulated examples.
 
     The examples come from :func:`mne_mmnet.training.gate.gate_examples`.
@@ -109,6 +110,7 @@ def fit_start_gate(train, val, *, hidden=(32, 32), seed=0, epochs=2000, lr=3e-3,
     val_every : int
         Steps between validations; the gate with the lowest validation
         expected LE is kept.
+    %(verbose)s
 
     Returns
     -------
