@@ -43,6 +43,23 @@ def _candidate(where, tmp):
     return str(save_model(net, Path(tmp) / f"{path.stem}.pt", verbose=False))
 
 
+def probe_sets(n):
+    """The four probe sets (name -> Simulation), N samples each."""
+    from mne_mmnet.bench.generalisation import simulate_scenario
+    from mne_mmnet.simulation import simulate_broad, simulate_mne_dipoles
+
+    sets = dict(
+        focal=simulate_broad(
+            n, seed=5, orders=(0, 0), n_patches=1, snr_db=5.0, sfreq=512.0,
+            n_times=64, spike_banks=(100,), verbose=False,
+        ),
+        dipoles=simulate_mne_dipoles(n, seed=123, verbose=False),
+    )  # fmt: skip
+    for name in ("paper", "three-patches"):
+        sets[name] = simulate_scenario(name, n, seed=77)[0]
+    return sets
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int)
@@ -50,22 +67,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
-    from mne_mmnet.bench.generalisation import simulate_scenario
     from mne_mmnet.bench.methods import _mmnet_factory, register_method
     from mne_mmnet.bench.run import run_benchmark
     from mne_mmnet.forward import read_template_adjacency, read_template_forward
-    from mne_mmnet.simulation import simulate_broad, simulate_mne_dipoles
 
     fwd, adjacency = read_template_forward(verbose=False), read_template_adjacency()
-    sets = dict(
-        focal=simulate_broad(
-            opts.n, seed=5, orders=(0, 0), n_patches=1, snr_db=5.0, sfreq=512.0,
-            n_times=64, spike_banks=(100,), verbose=False,
-        ),
-        dipoles=simulate_mne_dipoles(opts.n, seed=123, verbose=False),
-    )  # fmt: skip
-    for name in ("paper", "three-patches"):
-        sets[name] = simulate_scenario(name, opts.n, seed=77)[0]
+    sets = probe_sets(opts.n)
     methods = ["sLORETA"]
     with tempfile.TemporaryDirectory() as tmp:
         for spec in opts.models:

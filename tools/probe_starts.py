@@ -22,26 +22,18 @@ def main():
     parser.add_argument("n", type=int)
     parser.add_argument("--model", default="broad")
     opts = parser.parse_args()
-    from mne_mmnet.bench.generalisation import simulate_scenario
+    from probe_models import probe_sets  # this folder (run as a script)
+
     from mne_mmnet.forward import read_template_forward
     from mne_mmnet.networks import start_features
     from mne_mmnet.pretrained import load_model
     from mne_mmnet.problem import average_reference
-    from mne_mmnet.simulation import simulate_broad, simulate_mne_dipoles
     from mne_mmnet.solver import normalize_sources
     from mne_mmnet.solver.linear import linear_inverse_kernel
     from mne_mmnet.training.broad import _scores
 
     net = load_model(opts.model, verbose=False).eval()
-    sets = dict(
-        focal=simulate_broad(
-            opts.n, seed=5, orders=(0, 0), n_patches=1, snr_db=5.0, sfreq=512.0,
-            n_times=64, spike_banks=(100,), verbose=False,
-        ),
-        dipoles=simulate_mne_dipoles(opts.n, seed=123, verbose=False),
-    )  # fmt: skip
-    for name in ("paper", "three-patches"):
-        sets[name] = simulate_scenario(name, opts.n, seed=77)[0]
+    sets = probe_sets(opts.n)
     gain = read_template_forward(verbose=False)["sol"]["data"]
     L = average_reference(torch.as_tensor(gain), 0)
     kernel = linear_inverse_kernel(L, method="sloreta")
