@@ -97,7 +97,8 @@ def start_features(s, p, y, L):
     )
     i_s, i_p = s_t.abs().argmax(1), p_t.abs().argmax(1)
     single_s, single_p = all_times[rows, i_s], all_times[rows, i_p]
-    fit_p = _explained(p_t @ L.T, y)
+    field_s, field_p = s_t @ L.T, p_t @ L.T  # each map's scalp field
+    fit_p = _explained(field_p, y)
     shares = torch.linalg.svdvals(y) ** 2
     shares = shares / (shares.sum(1, keepdim=True) + _TINY)
     shares = torch.cat([shares, shares.new_zeros(len(s), 3)], 1)[:, :3]
@@ -108,15 +109,15 @@ def start_features(s, p, y, L):
             _spread(p_t).clamp_min(_TINY).log(),
             s_peak / (s_t.norm(dim=1) + _TINY),
             p_peak / (p_t.norm(dim=1) + _TINY),
-            _abs_cos(s_t @ L.T, y_t),
-            _abs_cos(p_t @ L.T, y_t),
+            _abs_cos(field_s, y_t),
+            _abs_cos(field_p, y_t),
             at_peak[rows, i_s],
             at_peak[rows, i_p],
             at_peak.amax(1),
             p_t.abs()[rows, i_s] / (p_peak + _TINY),
             s_t.abs()[rows, i_p] / (s_peak + _TINY),
             torch.full_like(s_peak, L.shape[0] / 90.0),
-            _explained(s_t @ L.T, y),
+            _explained(field_s, y),
             fit_p,
             single_s,
             single_p,

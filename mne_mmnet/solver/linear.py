@@ -110,7 +110,8 @@ def initial_estimate(y, L, *, init="random", seed=None, prior=None, gate=None):
         ``'prior'`` is ``Phi(x_s)``, the prior autoencoder applied to the
         sLORETA estimate ``x_s`` rescaled to unit RMS (a learned start: the
         iterations then descend the energy from there); ``'gated'`` is
-        ``g x_s + (1 - g) Phi(x_s)`` with the weight ``g`` in (0, 1) of a
+        ``g s + (1 - g) Phi(s)`` with ``s`` that unit-RMS estimate and the
+        weight ``g`` in (0, 1) of a
         learned :class:`~mne_mmnet.networks.StartGate` (sLORETA where it is
         likely the better start, as for focal sources).
     seed : None | int | numpy.random.Generator | torch.Generator
