@@ -48,6 +48,11 @@ docdict["guarantee"] = """guarantee : 'checked' | 'certified' | None
     about twice as long. The majorant is loose, so certified steps are short
     (see the README's safeguard table for both modes' accuracy)."""
 
+docdict["y_L"] = """y : torch.Tensor, shape (batch, n_channels, n_times)
+    Data, referenced like ``L``.
+L : torch.Tensor, shape (n_channels, n_sources)
+    Leadfield."""
+
 
 def _indent(text, indent):
     lines = text.splitlines()

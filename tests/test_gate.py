@@ -7,6 +7,7 @@ import torch
 from mne_mmnet.networks import MMNet, SoftReLUAutoencoder, StartGate, start_features
 from mne_mmnet.networks.gate import FEATURE_NAMES
 from mne_mmnet.solver import initial_estimate, normalize_sources, solve_mm
+from mne_mmnet.solver.subspace import subspace_scan
 from mne_mmnet.training.gate import _chosen_le, fit_start_gate
 
 
@@ -65,7 +66,8 @@ def test_gated_start_mixes_the_two_starts(logit, expected):
         last.weight.zero_()
         last.bias.fill_(logit)
     s = normalize_sources(initial_estimate(y, L, init="sloreta"))
-    want = s if expected == "linear" else prior(s)
+    # the other branch is the sparse subspace-scan estimate
+    want = normalize_sources(subspace_scan(y, L)) if expected == "linear" else prior(s)
     got = initial_estimate(y, L, init="gated", prior=prior, gate=gate)
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="needs the start gate"):

@@ -6,9 +6,11 @@ On N samples of each probe set of ``tools/probe_models.py`` (one
 single-region source: broad simulator, seed 5, 5 dB, T = 64 at 512 Hz; 1-3
 MNE-Python dipoles, seed 123; the generalisation scenarios ``paper`` and
 ``three-patches``, seed 77), prints the mean global LE (mm) of the sLORETA
-estimate, of the prior's output at it, of the shipped gate's choice
-(``g > 1/2``) and of a perfect choice between the two, and how often each
-start's peak is exactly at the seed (LE = 0). Starts only: no MM iteration.
+estimate, of the sparse subspace-scan estimate, of the prior's output at the
+sLORETA estimate, of the shipped gate's choice between the last two
+(``g > 1/2``) and of a perfect choice between them, and how often the scan's
+and the prior's peaks are exactly at the seed (LE = 0). Starts only: no MM
+iteration.
 """
 
 import argparse
@@ -30,6 +32,7 @@ def main():
     from mne_mmnet.problem import average_reference
     from mne_mmnet.solver import normalize_sources
     from mne_mmnet.solver.linear import linear_inverse_kernel
+    from mne_mmnet.solver.subspace import subspace_scan
     from mne_mmnet.training.broad import _scores
 
     net = load_model(opts.model, verbose=False).eval()
@@ -37,17 +40,20 @@ def main():
     gain = read_template_forward(verbose=False)["sol"]["data"]
     L = average_reference(torch.as_tensor(gain), 0)
     kernel = linear_inverse_kernel(L, method="sloreta")
-    print("set            sLORETA  prior  gate  perfect | exact: sLORETA prior")
+    print("set            sLORETA  scan  prior  gate  perfect | exact: scan prior")
     for label, sim in sets.items():
         y = average_reference(torch.as_tensor(sim.eeg, dtype=torch.float64), 1)
         with torch.no_grad():
-            s = normalize_sources(kernel @ y).float()
-            p = net.prior(s)
+            x_s = normalize_sources(kernel @ y).float()
+            p = net.prior(x_s)
+            s = normalize_sources(subspace_scan(y, L)).float()
             pick = net.gate.logit(start_features(s, p, y.float(), L.float())) > 0
+        le_lin = _scores(x_s, sim)[0]
         le_s, le_p = _scores(s, sim)[0], _scores(p, sim)[0]
         gate = np.where(pick.numpy(), le_s, le_p).mean()
         perfect = np.minimum(le_s, le_p).mean()
-        print(f"{label:14s} {le_s.mean():7.2f} {le_p.mean():6.2f} {gate:5.2f} "
+        print(f"{label:14s} {le_lin.mean():7.2f} {le_s.mean():5.2f} "
+              f"{le_p.mean():6.2f} {gate:5.2f} "
               f"{perfect:8.2f} | {100 * (le_s == 0).mean():5.0f}% "
               f"{100 * (le_p == 0).mean():5.0f}%", flush=True)  # fmt: skip
 

@@ -2,9 +2,11 @@
 
 The prior's output at the sLORETA estimate is a strong start for extended
 patches, but it moves the peak of a focal (single-region) source to a
-neighbouring region, where sLORETA itself is nearly exact. The gate looks at
-both starts and at how well each explains the data, and returns the weight
-``g`` of the sLORETA estimate in the start ``g * s + (1 - g) * Phi(s)``.
+neighbouring region, where sLORETA itself is nearly exact (the more so when
+computed from the data's signal subspace). The gate looks at both starts and
+at how well each explains the data, and returns the weight ``g`` of the
+linear start in ``g * s + (1 - g) * Phi``; here ``s`` is that linear start and
+``Phi`` (written ``Phi(s)`` in the feature names) the prior's output.
 
 Every feature is even in the data (and so in ``s`` and ``Phi(s)``, which are
 odd in it): the gate is sign-invariant and the start stays sign-equivariant.
@@ -16,6 +18,7 @@ import torch
 from mne.utils import _validate_type
 from torch import nn
 
+from ..solver.subspace import signal_subspace
 from ..utils import _torch_generator
 
 #: names of the features of :func:`mne_mmnet.networks.start_features`, in order
@@ -42,6 +45,13 @@ FEATURE_NAMES = (
     "first singular value share of the data",
     "second singular value share of the data",
     "third singular value share of the data",
+    "fit of the region at the peak of s, signal subspace",
+    "fit of the region at the peak of Phi(s), signal subspace",
+    "fit of the best single region, signal subspace",
+    "fit of s, signal subspace, all times",
+    "fit of Phi(s), signal subspace, all times",
+    "signal patterns kept / 8 (at most 1)",
+    "share of the data in the signal subspace",
 )
 _TINY = 1e-30
 
@@ -64,15 +74,41 @@ def _explained(pattern, y):
     )
 
 
+def _fit_space_time(x, L, y):
+    """Share of ``||y||^2`` explained by the field of ``x`` (one global scale)."""
+    field = torch.einsum("cn,bnt->bct", L, x)
+    inner = (field * y).sum((1, 2))
+    return inner**2 / ((field**2).sum((1, 2)) * (y**2).sum((1, 2)) + _TINY)
+
+
+def _subspace_features(s, p, y, L, columns, i_s, i_p):
+    """Return the features of the data's signal subspace (see ``FEATURE_NAMES``)."""
+    rows = torch.arange(len(s), device=s.device)
+    y_sig, rank = signal_subspace(y, return_rank=True)
+    power = (y_sig**2).sum((1, 2))
+    single = (torch.einsum("cn,bct->bnt", columns, y_sig) ** 2).sum(2)
+    single = single / (power[:, None] + _TINY)
+    return [
+        single[rows, i_s],
+        single[rows, i_p],
+        single.amax(1),
+        _fit_space_time(s, L, y_sig),
+        _fit_space_time(p, L, y_sig),
+        rank.to(s.dtype).clamp(max=8) / 8,
+        power / ((y**2).sum((1, 2)) + _TINY),
+    ]
+
+
 def start_features(s, p, y, L):
     """Sign-invariant features of two starts and the data they should explain.
 
     Parameters
     ----------
     s : torch.Tensor, shape (batch, n_sources, n_times)
-        Linear (sLORETA) estimate at unit RMS.
+        Linear start at unit RMS (the default model's: the sLORETA estimate
+        of the data's signal subspace).
     p : torch.Tensor, shape (batch, n_sources, n_times)
-        The prior's output at ``s``.
+        The prior's output (at the sLORETA estimate of the data).
     y : torch.Tensor, shape (batch, n_channels, n_times)
         Referenced data.
     L : torch.Tensor, shape (n_channels, n_sources)
@@ -85,7 +121,9 @@ def start_features(s, p, y, L):
         features named there. The peak time is
         that of the largest power of ``s``; spreads are participation
         ratios, fits are shares of the data's squared norm explained by one
-        spatial pattern.
+        spatial pattern (or, "all times", by a map's whole field); "signal
+        subspace" features use the projection of the data of
+        :func:`~mne_mmnet.solver.subspace.signal_subspace`.
     """
     rows = torch.arange(len(s), device=s.device)
     t_peak = (s**2).sum(1).argmax(1)
@@ -125,6 +163,7 @@ def start_features(s, p, y, L):
             (single_s.clamp_min(_TINY) / single_p.clamp_min(_TINY)).log(),
             (single_s.clamp_min(_TINY) / fit_p.clamp_min(_TINY)).log(),
             *shares.unbind(1),
+            *_subspace_features(s, p, y, L, columns, i_s, i_p),
         ],
         1,
     )

@@ -7,7 +7,10 @@ from collections import OrderedDict
 import torch
 from mne.utils import _check_option, _validate_type
 
+from .._docs import fill_doc
 from ..utils import _torch_generator
+from .objective import normalize_sources
+from .subspace import subspace_scan
 
 #: scale of the paper's random start, ``x0 ~ 1e-3 N(0, 1)``
 RANDOM_START_SCALE = 1e-3
@@ -95,25 +98,24 @@ def _compute_kernel(L, method, lambda2):
     return kernel
 
 
+@fill_doc
 def initial_estimate(y, L, *, init="random", seed=None, prior=None, gate=None):
     """Compute the starting point of the MM iterations.
 
     Parameters
     ----------
-    y : torch.Tensor, shape (batch, n_channels, n_times)
-        Data, referenced like ``L``.
-    L : torch.Tensor, shape (n_channels, n_sources)
-        Leadfield.
+    %(y_L)s
     init : 'random' | 'mne' | 'sloreta' | 'prior' | 'gated'
         ``'random'`` draws the paper's ``1e-3 N(0, 1)``; ``'mne'`` and
         ``'sloreta'`` apply :func:`linear_inverse_kernel` (``lambda2 = 1/9``);
         ``'prior'`` is ``Phi(x_s)``, the prior autoencoder applied to the
         sLORETA estimate ``x_s`` rescaled to unit RMS (a learned start: the
         iterations then descend the energy from there); ``'gated'`` is
-        ``g s + (1 - g) Phi(s)`` with ``s`` that unit-RMS estimate and the
-        weight ``g`` in (0, 1) of a
-        learned :class:`~mne_mmnet.networks.StartGate` (sLORETA where it is
-        likely the better start, as for focal sources).
+        ``g s' + (1 - g) Phi(s)`` with ``s'`` the sparse estimate of
+        :func:`~mne_mmnet.solver.subspace.subspace_scan` at unit RMS and the
+        weight ``g`` in (0, 1) of a learned
+        :class:`~mne_mmnet.networks.StartGate` (``s'`` where it is likely the
+        better start, as for focal sources and a few dipoles).
     seed : None | int | numpy.random.Generator | torch.Generator
         Seed of the random start. The draw is made on the CPU in float64 and
         then moved, so a seed gives the same start on every device.
@@ -149,20 +151,19 @@ def finish_start(x_linear, init, prior, *, gate=None, y=None, L=None):
     """Return the start from the linear estimate.
 
     The estimate itself, the prior at it (``init='prior'``), or the gated
-    mixture of both (``init='gated'``, which needs ``gate``, the data ``y``
-    and the leadfield ``L`` the gate's features are computed from).
+    mixture of the sparse subspace-scan estimate and the prior's output
+    (``init='gated'``, which needs ``gate``, the data ``y`` and the leadfield
+    ``L``).
     """
     if init not in ("prior", "gated"):
         return x_linear
     if prior is None:
         raise ValueError(f"init={init!r} needs the prior autoencoder (prior=).")
-    from .objective import normalize_sources
-
-    s = normalize_sources(x_linear)
-    p = prior(s)
+    p = prior(normalize_sources(x_linear))
     if init == "prior":
         return p
     if gate is None or y is None or L is None:
         raise ValueError("init='gated' needs the start gate (gate=), y and L.")
+    s = normalize_sources(subspace_scan(y, L).to(x_linear.dtype))
     g = gate(s, p, y.to(s.dtype), L.to(s.dtype))[:, None, None]
     return g * s + (1 - g) * p

@@ -1,7 +1,9 @@
 """Fit the start gate of a trained MM-Net on the broad simulator.
 
 The gate (:class:`mne_mmnet.networks.StartGate`) weighs two starts of the
-iterations: the sLORETA estimate ``s`` and the prior's output ``Phi(s)``.
+iterations: the sparse subspace-scan estimate ``s``
+(:func:`mne_mmnet.solver.subspace.subspace_scan`) and the prior's output
+``Phi(s)`` (at the sLORETA estimate of the data).
 For each simulated sample the global localisation error (mm) of both starts
 is measured; the gate is fitted to minimise the expected error of its choice,
 ``mean(g * LE(s) + (1 - g) * LE(Phi(s)))``, a cost-sensitive classification:
@@ -19,6 +21,7 @@ from mne.utils import logger, verbose
 from ..networks.gate import StartGate, start_features
 from ..solver.linear import linear_inverse_kernel
 from ..solver.objective import normalize_sources
+from ..solver.subspace import subspace_scan
 from .broad import _scores, draw_batch
 
 #: batches of the broad simulator the gate is fitted on: a third of them
@@ -60,8 +63,8 @@ def gate_examples(model, *, seed, n_batches, first_batch=0, batch_size=16,
         y, L = batch["y"], batch["L"]
         with torch.no_grad():
             kernel = linear_inverse_kernel(L.double(), method="sloreta")
-            s = normalize_sources((kernel @ y.double()).to(y.dtype))
-            p = prior(s)
+            p = prior(normalize_sources((kernel @ y.double()).to(y.dtype)))
+            s = normalize_sources(subspace_scan(y, L))
             features.append(start_features(s, p, y, L))
         le_s.append(_scores(s, batch["sim"])[0])
         le_p.append(_scores(p, batch["sim"])[0])
