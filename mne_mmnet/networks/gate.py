@@ -2,11 +2,12 @@
 
 The prior's output at the sLORETA estimate is a strong start for extended
 patches, but it moves the peak of a focal (single-region) source to a
-neighbouring region, where sLORETA itself is nearly exact (the more so when
-computed from the data's signal subspace). The gate looks at both starts and
-at how well each explains the data, and returns the weight ``g`` of the
-linear start in ``g * s + (1 - g) * Phi``; here ``s`` is that linear start and
-``Phi`` (written ``Phi(s)`` in the feature names) the prior's output.
+neighbouring region, where a sparse estimate (the default model's: the
+RAP-MUSIC scan of :func:`mne_mmnet.solver.subspace.subspace_scan`) is nearly
+exact. The gate looks at both starts and at how well each explains the
+data, and returns the weight ``g`` of the first start ``s`` in
+``g * s + (1 - g) * Phi``, ``Phi`` the prior's output (written ``Phi(s)`` in
+the feature names).
 
 Every feature is even in the data (and so in ``s`` and ``Phi(s)``, which are
 odd in it): the gate is sign-invariant and the start stays sign-equivariant.
@@ -105,8 +106,8 @@ def start_features(s, p, y, L):
     Parameters
     ----------
     s : torch.Tensor, shape (batch, n_sources, n_times)
-        Linear start at unit RMS (the default model's: the sLORETA estimate
-        of the data's signal subspace).
+        First start at unit RMS (the default model's: the sparse estimate of
+        :func:`~mne_mmnet.solver.subspace.subspace_scan`).
     p : torch.Tensor, shape (batch, n_sources, n_times)
         The prior's output (at the sLORETA estimate of the data).
     y : torch.Tensor, shape (batch, n_channels, n_times)
@@ -170,7 +171,7 @@ def start_features(s, p, y, L):
 
 
 class StartGate(nn.Module):
-    """Weight of the linear estimate in the start, from the features of both starts.
+    """Weight of the first start in the mixture, from the features of both starts.
 
     Parameters
     ----------

@@ -25,7 +25,7 @@ from ..solver.subspace import subspace_scan
 from .broad import _scores, draw_batch
 
 #: batches of the broad simulator the gate is fitted on: a third of them
-#: with focal sources only (where sLORETA is the better start)
+#: with focal sources only (where the sparse start is the better one)
 GATE_BATCHES = dict(sparse_prob=0.35)
 
 
