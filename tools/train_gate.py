@@ -6,14 +6,16 @@
 Loads the shipped ``broad`` (or ``--model``), simulates ``--train-batches``
 and ``--val-batches`` batches of 16 from the broad simulator
 (:data:`mne_mmnet.training.gate.GATE_BATCHES`: a third of them focal, seeds
-``seed`` and ``seed + 1``), measures the global LE of both starts (sLORETA
-and the prior at it), fits :class:`mne_mmnet.networks.StartGate` with
+``seed`` and ``seed + 1``), measures the global LE of both starts (the
+sparse subspace scan and the prior's output at the sLORETA estimate), fits
+:class:`mne_mmnet.networks.StartGate` with
 :func:`mne_mmnet.training.gate.fit_start_gate` and writes OUT/model.pt: the
 same prior and curvature with ``init="gated"`` and the gate, its training
 record in the metadata (``start_gate``). The gate is fitted in float64 and
 stored in float16 like the other weights; the validation figures printed are
 those of the stored (rounded) gate. ``--ship`` installs OUT/model.pt as
-``broad`` (sha256 in the registry, model card rewritten). Examples are kept
+``broad`` (or ``--ship-as``; sha256 in the registry, model card rewritten,
+its training-data record kept). Examples are kept
 in OUT/examples.pt, so that a rerun with other fitting options (``--refit``)
 does not simulate again (it takes the simulation options stored with them).
 """
@@ -83,6 +85,7 @@ def main():
     parser.add_argument("--weight-decay", type=float, default=1e-3)
     parser.add_argument("--refit", action="store_true", help="reuse OUT/examples.pt")
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--ship-as", default="broad", help="shipped name (--ship)")
     opts = parser.parse_args()
     from mne_mmnet.pretrained import load_model, save_model
     from mne_mmnet.training.gate import GATE_BATCHES, fit_start_gate
@@ -117,7 +120,7 @@ def main():
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(opts).items()
-            if k not in ("out", "refit", "ship", "workers")
+            if k not in ("out", "refit", "ship", "ship_as", "workers")
         ),  # fmt: skip
         batches=dict(GATE_BATCHES, batch_size=16, seeds=[opts.seed, opts.seed + 1]),
         history=history,
@@ -132,8 +135,8 @@ def main():
     if opts.ship:
         from mne_mmnet.pretrained import _install_shipped_model
 
-        _install_shipped_model(fname, opts.model, keep_training_data=True)
-        print(f"installed {opts.model}")
+        _install_shipped_model(fname, opts.ship_as, keep_training_data=True)
+        print(f"installed {opts.ship_as}")
 
 
 if __name__ == "__main__":
