@@ -33,6 +33,9 @@ def test_features_and_gate_are_sign_invariant():
     assert f.shape == (3, len(FEATURE_NAMES))
     assert torch.isfinite(f).all()
     torch.testing.assert_close(start_features(-s, -p, -y, L), f)
+    # the scan's subspace, passed in, gives the features computed from y
+    _, subspace = subspace_scan(y, L, return_subspace=True)
+    torch.testing.assert_close(start_features(s, p, y, L, subspace=subspace), f)
     gate = StartGate(seed=0).double()
     g = gate(s, p, y, L)
     assert ((g > 0) & (g < 1)).all()

@@ -126,7 +126,11 @@ def _dipole_problem(seed, *, n_sources_active, noise=0.01, n_ch=32, n_src=150):
 @pytest.mark.parametrize("n_active", [1, 2, 3])
 def test_scan_finds_the_dipoles_and_their_time_courses(n_active):
     y, L, active, x = _dipole_problem(n_active, n_sources_active=n_active)
-    est = subspace_scan(y, L)[0]
+    est, (y_signal, rank) = subspace_scan(y, L, return_subspace=True)
+    want_signal, want_rank = signal_subspace(y, return_rank=True)
+    torch.testing.assert_close(y_signal, want_signal)
+    assert rank.tolist() == want_rank.tolist() == [n_active]
+    est = est[0]
     found = torch.nonzero(est.abs().sum(1) > 0.05 * est.abs().sum(1).max())
     assert sorted(found[:, 0].tolist()) == sorted(active.tolist())
     err = torch.linalg.norm(est - x) / torch.linalg.norm(x)

@@ -82,10 +82,12 @@ def _fit_space_time(x, L, y):
     return inner**2 / ((field**2).sum((1, 2)) * (y**2).sum((1, 2)) + _TINY)
 
 
-def _subspace_features(s, p, y, L, columns, i_s, i_p):
+def _subspace_features(s, p, y, L, columns, i_s, i_p, subspace):
     """Return the features of the data's signal subspace (see ``FEATURE_NAMES``)."""
     rows = torch.arange(len(s), device=s.device)
-    y_sig, rank = signal_subspace(y, return_rank=True)
+    if subspace is None:
+        subspace = signal_subspace(y, return_rank=True)
+    y_sig, rank = subspace[0].to(y.dtype), subspace[1]
     power = (y_sig**2).sum((1, 2))
     single = (torch.einsum("cn,bct->bnt", columns, y_sig) ** 2).sum(2)
     single = single / (power[:, None] + _TINY)
@@ -100,7 +102,7 @@ def _subspace_features(s, p, y, L, columns, i_s, i_p):
     ]
 
 
-def start_features(s, p, y, L):
+def start_features(s, p, y, L, *, subspace=None):
     """Sign-invariant features of two starts and the data they should explain.
 
     Parameters
@@ -114,6 +116,10 @@ def start_features(s, p, y, L):
         Referenced data.
     L : torch.Tensor, shape (n_channels, n_sources)
         Leadfield, referenced like ``y``.
+    subspace : tuple of torch.Tensor | None
+        ``signal_subspace(y, return_rank=True)`` if already computed (as
+        :func:`~mne_mmnet.solver.subspace.subspace_scan` returns it); ``None``
+        computes it.
 
     Returns
     -------
@@ -164,7 +170,7 @@ def start_features(s, p, y, L):
             (single_s.clamp_min(_TINY) / single_p.clamp_min(_TINY)).log(),
             (single_s.clamp_min(_TINY) / fit_p.clamp_min(_TINY)).log(),
             *shares.unbind(1),
-            *_subspace_features(s, p, y, L, columns, i_s, i_p),
+            *_subspace_features(s, p, y, L, columns, i_s, i_p, subspace),
         ],
         1,
     )
@@ -230,6 +236,10 @@ class StartGate(nn.Module):
         """Return the logit of ``g`` for precomputed features (n, n_features)."""
         return self.mlp((features - self.mean) / self.scale)[:, 0]
 
-    def forward(self, s, p, y, L):
-        """Return ``g`` (batch,) in (0, 1) for the starts ``s`` and ``p``."""
-        return torch.sigmoid(self.logit(start_features(s, p, y, L)))
+    def forward(self, s, p, y, L, *, subspace=None):
+        """Return ``g`` (batch,) in (0, 1) for the starts ``s`` and ``p``.
+
+        ``subspace``: see :func:`mne_mmnet.networks.start_features`.
+        """
+        features = start_features(s, p, y, L, subspace=subspace)
+        return torch.sigmoid(self.logit(features))

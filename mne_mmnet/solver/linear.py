@@ -164,6 +164,7 @@ def finish_start(x_linear, init, prior, *, gate=None, y=None, L=None):
         return p
     if gate is None or y is None or L is None:
         raise ValueError("init='gated' needs the start gate (gate=), y and L.")
-    s = normalize_sources(subspace_scan(y, L).to(x_linear.dtype))
-    g = gate(s, p, y.to(s.dtype), L.to(s.dtype))[:, None, None]
+    x_scan, subspace = subspace_scan(y, L, return_subspace=True)
+    s = normalize_sources(x_scan.to(x_linear.dtype))
+    g = gate(s, p, y.to(s.dtype), L.to(s.dtype), subspace=subspace)[:, None, None]
     return g * s + (1 - g) * p

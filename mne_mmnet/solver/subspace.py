@@ -149,7 +149,7 @@ def signal_subspace(y, *, return_rank=False):
 
 
 @fill_doc
-def subspace_scan(y, L, *, max_sources=MAX_SOURCES):
+def subspace_scan(y, L, *, max_sources=MAX_SOURCES, return_subspace=False):
     """Sparse estimate: one source per signal pattern, found by RAP-MUSIC.
 
     Parameters
@@ -157,6 +157,9 @@ def subspace_scan(y, L, *, max_sources=MAX_SOURCES):
     %(y_L)s
     max_sources : int
         Most sources per sample.
+    return_subspace : bool
+        Also return what :func:`signal_subspace` returns with
+        ``return_rank=True`` (computed once here, reused by the start gate).
 
     Returns
     -------
@@ -164,6 +167,8 @@ def subspace_scan(y, L, *, max_sources=MAX_SOURCES):
         Zero except at ``min(k, max_sources)`` sources per sample, ``k`` the
         rank of :func:`signal_subspace`; their time courses are the least
         squares fit of the projected data ``U_k U_k' y``. Dtype of ``y``.
+    subspace : tuple of torch.Tensor
+        Only if ``return_subspace``: ``(y_signal, rank)``.
 
     Notes
     -----
@@ -182,18 +187,20 @@ def subspace_scan(y, L, *, max_sources=MAX_SOURCES):
            applied and projected (RAP) MUSIC. IEEE Trans Signal Process
            47(2):332-340.
     """
+    y_signal = y.to(torch.float64)
     if not _check_data(y):
-        y_signal = y.to(torch.float64)
-        n_found = torch.ones(y.shape[0], dtype=torch.long, device=y.device)
+        rank = torch.full((y.shape[0],), min(y.shape[1:]), device=y.device)
+        n_found = torch.ones_like(rank)
         patterns = torch.linalg.svd(y_signal, full_matrices=False)[0][..., :1]
     else:
-        y_signal = y.to(torch.float64)
         u, keep = _signal_patterns(y_signal)
         u_k = u * keep[:, None, :].to(u.dtype)
         y_signal = u_k @ (u_k.transpose(1, 2) @ y_signal)
-        n_found = keep.sum(-1).clamp(max=int(max_sources))
+        rank = keep.sum(-1)
+        n_found = rank.clamp(max=int(max_sources))
         patterns = u_k[..., : int(max_sources)]
-    return _scan(y_signal, L.to(torch.float64), patterns, n_found).to(y.dtype)
+    x = _scan(y_signal, L.to(torch.float64), patterns, n_found).to(y.dtype)
+    return (x, (y_signal.to(y.dtype), rank)) if return_subspace else x
 
 
 def _scan(y_signal, L, patterns, n_found):

@@ -64,8 +64,9 @@ def gate_examples(model, *, seed, n_batches, first_batch=0, batch_size=16,
         with torch.no_grad():
             kernel = linear_inverse_kernel(L.double(), method="sloreta")
             p = prior(normalize_sources((kernel @ y.double()).to(y.dtype)))
-            s = normalize_sources(subspace_scan(y, L))
-            features.append(start_features(s, p, y, L))
+            x_scan, subspace = subspace_scan(y, L, return_subspace=True)
+            s = normalize_sources(x_scan)
+            features.append(start_features(s, p, y, L, subspace=subspace))
         le_s.append(_scores(s, batch["sim"])[0])
         le_p.append(_scores(p, batch["sim"])[0])
         if progress is not None:
