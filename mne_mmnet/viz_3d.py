@@ -330,6 +330,8 @@ def _cached_subjects_dir():
     base = Path(get_config("MNE_DATA", os.path.join("~", "mne_data"))).expanduser()
     subjects_dir = base / _CACHE_NAME
     if (subjects_dir / _SUBJECT).is_dir():
+        # folders built by versions before the empty mri folder (scale_mri)
+        (subjects_dir / _SUBJECT / "mri").mkdir(exist_ok=True)
         return subjects_dir
     logger.info(f"Creating the fsaverage5 template subject in {subjects_dir}")
     base.mkdir(parents=True, exist_ok=True)

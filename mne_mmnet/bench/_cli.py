@@ -10,9 +10,6 @@ DEFAULT_TEST_SEED = 20_240_917
 
 def add_parser(subparsers):
     """Add the ``benchmark`` sub-command to an argparse sub-parser collection."""
-    from ..metrics import DEFAULT_ORDER
-    from .methods import DEFAULT_METHODS
-
     p = subparsers.add_parser(
         "benchmark",
         help="score inverse methods on a simulated test set (Table I)",
@@ -23,6 +20,21 @@ def add_parser(subparsers):
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_test_set_arguments(p)
+    _add_method_arguments(p)
+    _add_output_arguments(p)
+    p.add_argument(
+        "--model-file", action="append", default=[], metavar="LABEL=PATH",
+        help="also benchmark the MM-Net saved at PATH as row 'MM-Net (LABEL)'",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--list", action="store_true", help="list methods and exit")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _add_test_set_arguments(p):
+    """Options of the test set: loaded (``--data``) or simulated."""
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--data", metavar="DIR", help="load a test set written by `mne-mmnet simulate`"
@@ -50,6 +62,12 @@ def add_parser(subparsers):
         help="samples per trial (simulator default: 64 SEREEGA, 500 NMM; ignored "
         "with --data)",
     )  # fmt: skip
+
+
+def _add_method_arguments(p):
+    """Options naming the methods to run (``--model-file`` is added last)."""
+    from .methods import DEFAULT_METHODS
+
     p.add_argument(
         "--methods", default=",".join(DEFAULT_METHODS),
         help="comma-separated registered methods (see --list), or 'all' (every "
@@ -60,6 +78,12 @@ def add_parser(subparsers):
         help="register the learned baselines saved in DIR as <method>-<domain>.pt "
         "(tools/train_baselines.sh writes them)",
     )  # fmt: skip
+
+
+def _add_output_arguments(p):
+    """Options of the scoring, the results files and the suite."""
+    from ..metrics import DEFAULT_ORDER
+
     p.add_argument("--order", type=int, default=DEFAULT_ORDER, help="LE neighbourhood")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--out", default="benchmarks/results", help="output folder")
@@ -79,14 +103,6 @@ def add_parser(subparsers):
         "--scenarios", default=None,
         help="comma-separated scenarios of the generalisation suite (default all)",
     )  # fmt: skip
-    p.add_argument(
-        "--model-file", action="append", default=[], metavar="LABEL=PATH",
-        help="also benchmark the MM-Net saved at PATH as row 'MM-Net (LABEL)'",
-    )  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--list", action="store_true", help="list methods and exit")
-    p.set_defaults(func=_run)
-    return p
 
 
 def _load_data(args, fwd, adjacency):
@@ -122,67 +138,78 @@ def _scalar_meta(meta):
     }
 
 
-def _run(args):
-    from mne.utils import use_log_level
+class _UsageError(Exception):
+    """A bad command line: its message goes to stderr and the exit code is 2."""
 
-    from ..forward import read_template_adjacency, read_template_forward
+
+def _run(args):
     from .methods import list_methods
-    from .run import run_benchmark
-    from .table import check_appendable, write_results
+
+    try:
+        _register_extra_methods(args)
+        registry = list_methods()
+        if args.list:
+            for name, spec in registry.items():
+                sys.stdout.write(f"{name}: {spec.description}\n")
+            return 0
+        methods, run_all = _selected_methods(args, registry)
+        if args.suite == "generalisation":
+            return _run_generalisation(args, methods)
+        return _run_table1(args, registry, methods, run_all)
+    except _UsageError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+
+
+def _register_extra_methods(args):
+    """Register the rows of ``--baselines-dir`` and ``--model-file``."""
+    from .methods import _mmnet_factory, register_learned_baselines, register_method
 
     if args.baselines_dir is not None:
-        from .methods import register_learned_baselines
-
         try:
             register_learned_baselines(args.baselines_dir)
         except (FileNotFoundError, ValueError) as exc:
-            sys.stderr.write(f"{exc}\n")
-            return 2
+            raise _UsageError(str(exc)) from None
     for entry in args.model_file:
         label, sep, path = entry.partition("=")
         if not sep or not label or not path:
-            sys.stderr.write(f"--model-file must be LABEL=PATH, got {entry!r}.\n")
-            return 2
-        from .methods import _mmnet_factory, register_method
-
+            raise _UsageError(f"--model-file must be LABEL=PATH, got {entry!r}.")
         register_method(
             f"MM-Net ({label})", _mmnet_factory, overwrite=True, model=path,
             description=f"MM-Net from {path}",
         )  # fmt: skip
-    registry = list_methods()
-    if args.list:
-        for name, spec in registry.items():
-            sys.stdout.write(f"{name}: {spec.description}\n")
-        return 0
+
+
+def _selected_methods(args, registry):
+    """Return the checked ``--methods`` and whether they were ``all``."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     run_all = methods == ["all"]
     if run_all:
         methods = list(registry)
     unknown = [m for m in methods if m not in registry]
     if unknown:
-        sys.stderr.write(f"Unknown method(s) {unknown}; see --list.\n")
-        return 2
+        raise _UsageError(f"Unknown method(s) {unknown}; see --list.")
     if len(set(methods)) != len(methods):
-        sys.stderr.write(f"--methods names a method more than once: {methods}.\n")
-        return 2
+        raise _UsageError(f"--methods names a method more than once: {methods}.")
     if args.n_samples is not None and args.n_samples < 1:
-        sys.stderr.write("--n-samples must be >= 1.\n")
-        return 2
-    if args.suite == "generalisation":
-        return _run_generalisation(args, methods)
+        raise _UsageError("--n-samples must be >= 1.")
+    return methods, run_all
+
+
+def _run_table1(args, registry, methods, run_all):
+    """Score ``methods`` on one test set and write its table and JSON file."""
+    from mne.utils import use_log_level
+
+    from ..forward import read_template_adjacency, read_template_forward
+    from .run import run_benchmark
+    from .table import check_appendable, write_results
+
     with use_log_level("warning"):
         fwd = read_template_forward()
         adjacency = read_template_adjacency()
         sim, kind, dataset = _load_data(args, fwd, adjacency)
         if run_all:
-            n_times = sim.eeg.shape[-1]
-            skipped = [m for m in methods if not _runs_on(registry[m], n_times)]
-            methods = [m for m in methods if m not in skipped]
-            if skipped:
-                sys.stderr.write(
-                    f"Skipping {skipped}: built for another number of time "
-                    f"samples than the test set's {n_times}.\n"
-                )
+            methods = _runnable(methods, registry, sim.eeg.shape[-1])
         tag = args.tag or kind or "benchmark"
         if args.append:  # before the run, not after it
             try:
@@ -191,8 +218,7 @@ def _run(args):
                     n_samples=len(sim),
                 )  # fmt: skip
             except ValueError as exc:
-                sys.stderr.write(f"{exc}\n")
-                return 2
+                raise _UsageError(str(exc)) from None
         results = run_benchmark(
             sim, fwd, adjacency, methods=methods, order=args.order,
             batch_size=args.batch_size, progress=not args.no_progress,
@@ -204,6 +230,17 @@ def _run(args):
     sys.stdout.write(paths["table"].read_text())
     sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
     return 0
+
+
+def _runnable(methods, registry, n_times):
+    """Drop (with a note) the methods built for another number of samples."""
+    skipped = [m for m in methods if not _runs_on(registry[m], n_times)]
+    if skipped:
+        sys.stderr.write(
+            f"Skipping {skipped}: built for another number of time "
+            f"samples than the test set's {n_times}.\n"
+        )
+    return [m for m in methods if m not in skipped]
 
 
 def _run_generalisation(args, methods):

@@ -291,6 +291,22 @@ _BUILTINS_DONE = []
 def _register_builtins():
     if _BUILTINS_DONE:
         return
+    _register_classical_rows()
+    from ..pretrained import shipped_models
+
+    for name in shipped_models():
+        _register_pretrained_rows(name)
+    _BUILTINS_DONE.append(True)  # only once every built-in row is in
+
+
+def _register_missing(name, factory, description, **options):
+    """Register a built-in row unless a row of that name is already in."""
+    if name not in _REGISTRY:
+        register_method(name, factory, description=description, **options)
+
+
+def _register_classical_rows():
+    """Register the minimum-norm family and the classical (unlearned) MM."""
     descriptions = {
         "MNE": "minimum-norm estimate",
         "dSPM": "noise-normalised MNE (dSPM)",
@@ -298,72 +314,65 @@ def _register_builtins():
         "eLORETA": "exact low-resolution tomography",
     }
     for method, text in descriptions.items():
-        if method not in _REGISTRY:
-            register_method(
-                method,
-                _minimum_norm_factory,
-                description=f"{text}, mne.minimum_norm, fixed, lambda2 = 1/9",
-                method=method,
-            )
-    if "classical MM (sLORETA start)" not in _REGISTRY:
-        register_method(
-            "classical MM (sLORETA start)",
-            _classical_mm_factory,
-            description="cosine data energy, analytic bound, directional step, "
-            "10 iterations from sLORETA; no learned parts",
+        _register_missing(
+            method,
+            _minimum_norm_factory,
+            f"{text}, mne.minimum_norm, fixed, lambda2 = 1/9",
+            method=method,
         )
-    if "classical MM (random start)" not in _REGISTRY:
-        register_method(
-            "classical MM (random start)",
-            _classical_mm_factory,
-            description="cosine data energy, analytic bound, diagonal step, "
-            "10 iterations from 1e-3 N(0, 1) (the paper's start)",
-            init="random",
-            step="diagonal",
-        )
-    from ..pretrained import shipped_models
+    _register_missing(
+        "classical MM (sLORETA start)",
+        _classical_mm_factory,
+        "cosine data energy, analytic bound, directional step, "
+        "10 iterations from sLORETA; no learned parts",
+    )
+    _register_missing(
+        "classical MM (random start)",
+        _classical_mm_factory,
+        "cosine data energy, analytic bound, diagonal step, "
+        "10 iterations from 1e-3 N(0, 1) (the paper's start)",
+        init="random",
+        step="diagonal",
+    )
 
-    for name in shipped_models():
-        if name.endswith("-unprojected"):
-            label = f"R-MM-Net ({name.removesuffix('-unprojected')})"
-            if label not in _REGISTRY:
-                register_method(
-                    label,
-                    _mmnet_factory,
-                    description=f"pretrained '{name}': MM-Net trained and run "
-                    "without projection or descent safeguard (R-MM-Net)",
-                    model=name,
-                )
-            continue
-        label = f"MM-Net ({name})"
-        if label not in _REGISTRY:
-            register_method(
-                label,
-                _mmnet_factory,
-                description=f"pretrained MM-Net '{name}', projected MM steps",
-                model=name,
-            )
-        label = f"MM-Net ({name}; projection off)"
-        if label not in _REGISTRY:
-            register_method(
-                label,
-                _mmnet_factory,
-                description=f"pretrained MM-Net '{name}' run without the "
-                "projection onto the curvature bound (inference-time ablation)",
-                model=name,
-                projection=False,
-            )
-        label = f"MM-Net ({name}; certified)"
-        if label not in _REGISTRY:
-            register_method(
-                label,
-                _mmnet_factory,
-                description=f"pretrained MM-Net '{name}' with "
-                "guarantee='certified' (every step cut to its majorant's minimiser)",
-                model=name,
-                guarantee="certified",
-            )
-    _BUILTINS_DONE.append(True)  # only once every built-in row is in
+
+def _register_pretrained_rows(name):
+    """Register the rows of the shipped model ``name``.
+
+    R-MM-Net for an ``-unprojected`` model; otherwise MM-Net and its
+    inference-time variants (projection off, certified steps).
+    """
+    if name.endswith("-unprojected"):
+        _register_missing(
+            f"R-MM-Net ({name.removesuffix('-unprojected')})",
+            _mmnet_factory,
+            f"pretrained '{name}': MM-Net trained and run "
+            "without projection or descent safeguard (R-MM-Net)",
+            model=name,
+        )
+        return
+    _register_missing(
+        f"MM-Net ({name})",
+        _mmnet_factory,
+        f"pretrained MM-Net '{name}', projected MM steps",
+        model=name,
+    )
+    _register_missing(
+        f"MM-Net ({name}; projection off)",
+        _mmnet_factory,
+        f"pretrained MM-Net '{name}' run without the "
+        "projection onto the curvature bound (inference-time ablation)",
+        model=name,
+        projection=False,
+    )
+    _register_missing(
+        f"MM-Net ({name}; certified)",
+        _mmnet_factory,
+        f"pretrained MM-Net '{name}' with "
+        "guarantee='certified' (every step cut to its majorant's minimiser)",
+        model=name,
+        guarantee="certified",
+    )
 
 
 #: Methods run when none are named.

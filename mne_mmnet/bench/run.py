@@ -67,8 +67,38 @@ def run_benchmark(
     the average reference itself) and is scored against the same ground truth,
     with the simulation's patch masks as the AUC labels.
     """
-    from tqdm.auto import tqdm
+    methods, method_options, registry = _check_run_arguments(
+        methods, method_options, batch_size
+    )
+    n = len(sim)
+    if n < 1:
+        raise ValueError("The test set sim is empty; it needs at least one sample.")
+    positions = np.asarray(fwd["source_rr"])
+    out = dict(n_samples=n, sfreq=float(sim.sfreq), order=order, methods={})
+    for name in methods:
+        t0 = time.perf_counter()
+        solver = make_method(name, fwd, **method_options.get(name, {}))
+        setup = time.perf_counter() - t0
+        logger.info(f"{name}: set up in {setup:.2f} s")
+        scores, solve_time = _score_method(
+            name, solver, sim, positions, adjacency, order=order,
+            batch_size=batch_size, progress=progress,
+        )  # fmt: skip
+        out["methods"][name] = dict(
+            description=registry[name].description,
+            metrics=summarize(scores),
+            std={k: float(np.nanstd(v)) for k, v in scores.items()},
+            n_valid={k: int(np.sum(~np.isnan(v))) for k, v in scores.items()},
+            runtime_per_sample_s=solve_time / n,
+            setup_s=setup,
+            settings=_jsonable(getattr(solver, "settings", {})),
+            scores=scores,
+        )
+    return out
 
+
+def _check_run_arguments(methods, method_options, batch_size):
+    """Validate the arguments; return the methods, their options and the registry."""
     _validate_type(batch_size, "int", "batch_size")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -95,54 +125,53 @@ def run_benchmark(
             f"method_options has entries for {unused}, which are not in methods "
             f"{methods}; check the names."
         )
+    return methods, method_options, registry
+
+
+def _score_method(
+    name, solver, sim, positions, adjacency, *, order, batch_size, progress
+):
+    """Run ``solver`` on ``sim`` in batches; return its scores and solver time.
+
+    The scores are per-sample arrays of every metric; the time counts the
+    solver calls only.
+    """
+    from tqdm.auto import tqdm
+
     n = len(sim)
-    if n < 1:
-        raise ValueError("The test set sim is empty; it needs at least one sample.")
-    positions = np.asarray(fwd["source_rr"])
-    out = dict(n_samples=n, sfreq=float(sim.sfreq), order=order, methods={})
-    for name in methods:
-        t0 = time.perf_counter()
-        solver = make_method(name, fwd, **method_options.get(name, {}))
-        setup = time.perf_counter() - t0
-        logger.info(f"{name}: set up in {setup:.2f} s")
-        keys = (*METRIC_NAMES, "global_localization_error")
-        scores = {key: [] for key in keys}
-        solve_time = 0.0
-        with tqdm(total=n, desc=name, unit="sample", disable=not progress) as bar:
-            for start in range(0, n, batch_size):
-                sl = slice(start, min(start + batch_size, n))
-                t0 = time.perf_counter()
-                estimate = np.asarray(solver(sim.eeg[sl], sfreq=sim.sfreq))
-                solve_time += time.perf_counter() - t0
-                batch = evaluate(
-                    estimate,
-                    sim.sources[sl],
-                    seeds=sim.seeds[sl],
-                    positions=positions,
-                    adjacency=adjacency,
-                    sfreq=sim.sfreq,
-                    order=order,
-                    active=sim.patch_masks[sl],
-                    verbose=False,
-                )
-                batch["global_localization_error"] = global_localization_error(
-                    estimate, sim.sources[sl], seeds=sim.seeds[sl], positions=positions
-                )
-                for key in keys:
-                    scores[key].append(batch[key])
-                bar.update(sl.stop - sl.start)
-        scores = {key: np.concatenate(value) for key, value in scores.items()}
-        out["methods"][name] = dict(
-            description=registry[name].description,
-            metrics=summarize(scores),
-            std={k: float(np.nanstd(v)) for k, v in scores.items()},
-            n_valid={k: int(np.sum(~np.isnan(v))) for k, v in scores.items()},
-            runtime_per_sample_s=solve_time / n,
-            setup_s=setup,
-            settings=_jsonable(getattr(solver, "settings", {})),
-            scores=scores,
-        )
-    return out
+    keys = (*METRIC_NAMES, "global_localization_error")
+    scores = {key: [] for key in keys}
+    solve_time = 0.0
+    with tqdm(total=n, desc=name, unit="sample", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(start + batch_size, n))
+            t0 = time.perf_counter()
+            estimate = np.asarray(solver(sim.eeg[sl], sfreq=sim.sfreq))
+            solve_time += time.perf_counter() - t0
+            batch = _score_batch(estimate, sim, sl, positions, adjacency, order)
+            for key in keys:
+                scores[key].append(batch[key])
+            bar.update(sl.stop - sl.start)
+    return {key: np.concatenate(value) for key, value in scores.items()}, solve_time
+
+
+def _score_batch(estimate, sim, sl, positions, adjacency, order):
+    """Metrics of the estimates of the samples ``sl`` of ``sim``."""
+    batch = evaluate(
+        estimate,
+        sim.sources[sl],
+        seeds=sim.seeds[sl],
+        positions=positions,
+        adjacency=adjacency,
+        sfreq=sim.sfreq,
+        order=order,
+        active=sim.patch_masks[sl],
+        verbose=False,
+    )
+    batch["global_localization_error"] = global_localization_error(
+        estimate, sim.sources[sl], seeds=sim.seeds[sl], positions=positions
+    )
+    return batch
 
 
 def _jsonable(obj):

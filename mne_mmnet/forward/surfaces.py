@@ -91,7 +91,10 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     fiducials and head<->MRI transform that MNE-Python ships into
     ``subjects_dir/fsaverage/bem/``. This is enough for
     :meth:`mne.SourceEstimate.plot` / :class:`mne.viz.Brain` on the template
-    source space without :func:`mne.datasets.fetch_fsaverage` (no network).
+    source space without :func:`mne.datasets.fetch_fsaverage` (no network),
+    and for :func:`mne.coreg.scale_mri` to make a scaled copy of the template
+    as a stand-in for a subject without MRI (an empty ``mri`` folder: no
+    volumes are written).
 
     Parameters
     ----------
@@ -134,6 +137,7 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     if subject_dir.exists() and not overwrite:
         if _is_complete(subject_dir):
             logger.info(f"Using the fsaverage5 subject already in {subject_dir}")
+            (subject_dir / "mri").mkdir(exist_ok=True)  # folders made before it
             return subjects_dir
         raise FileExistsError(
             f"{subject_dir} already exists but is not a complete subject written "
@@ -144,6 +148,8 @@ def make_fsaverage5_subjects_dir(subjects_dir, *, overwrite=False, verbose=None)
     bem_dir = subject_dir / "bem"
     surf_dir.mkdir(parents=True, exist_ok=True)
     bem_dir.mkdir(parents=True, exist_ok=True)
+    # no volumes; the folder lets mne.coreg.scale_mri scale the template
+    (subject_dir / "mri").mkdir(exist_ok=True)
     for hemi in ("lh", "rh"):
         for kind in _MESH_FILES:
             rr, tris = _read_fsaverage5_mesh(kind, hemi)

@@ -12,10 +12,10 @@ from .bounds import (
     _hvp_lambda_max,
     leadfield_norm,
 )
-from .objective import _energy_and_grad, _sq_norm, normalize_sources
+from .objective import _energy_and_grad, normalize_sources
 from .precondition import PRECONDITIONERS, precondition
 from .segment import segment_curvatures
-from .trace import MMTrace
+from .trace import _Record
 
 # smallest step multiplier the safeguard goes down to (2 ** -_MAX_HALVINGS)
 _MAX_HALVINGS = 30
@@ -192,15 +192,9 @@ def mm_iterations(
     """
     _check_settings(bound, step, gamma, curvature, prior, guarantee, preconditioner)
     lam = float(lam)
-    generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
-    L_norm = leadfield_norm(L).to(x0.device)
-    # made once: no host-to-device copy inside the loop
-    segment_lengths = (
-        CERTIFY_LENGTHS if guarantee == "certified" else CERTIFY_LENGTHS[:1]
-    ).to(x0.device, x0.dtype)
-    layer_norms = None
-    if prior is not None and hasattr(prior, "operator_norms"):
-        layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, x0.dtype)
+    generator, L_norm, segment_lengths, layer_norms = _loop_constants(
+        x0, L, prior, bound, guarantee, seed
+    )
     x = normalize_sources(x0)
     if not create_graph:
         x = x.detach()
@@ -214,18 +208,10 @@ def mm_iterations(
     record = _Record(terms)
     for _ in range(n_iter):
         x_const = x.detach()
-        if bound == "analytic":
-            mu_data, mu_prior = _analytic_bound(
-                x_const, L, L_norm, prior, state, layer_norms, tikhonov
-            )
-            nu_up = 1.0 / (mu_data + lam * mu_prior)
-        elif bound == "hvp":
-            tiny = torch.finfo(x.dtype).tiny
-            nu_up = 1.0 / _hvp_lambda_max(
-                x_const, y, L, prior, lam, n_power_iter, generator
-            ).clamp_min(tiny)
-        else:
-            nu_up = None
+        # bound, projected curvature, preconditioned direction, step length
+        nu_up = _upper_bound(bound, x_const, y, L, L_norm, prior, state,
+                             layer_norms, lam, tikhonov, n_power_iter,
+                             generator)  # fmt: skip
         p, cur_state = _projected_curvature(
             curvature, grad, x, cur_state, nu_up, nu_low_ratio, record
         )
@@ -235,10 +221,12 @@ def mm_iterations(
         length = _step_length(step, gamma, scale, x_const, y, L, prior, lam, grad,
                               direction)  # fmt: skip
         update = _bcast(scale * length) * direction
+        # shortened to the majorant's minimiser when certifying
         update, rate, curv = _segment_majorant(
             x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
             segment_lengths,
         )  # fmt: skip
+        # the candidate's energy decides (safeguard), per sample
         candidate = normalize_sources(x - update)
         new_terms, new_grad, new_state, _ = _energy_and_grad(
             candidate, y, L, prior, lam, create_graph=create_graph
@@ -248,23 +236,34 @@ def mm_iterations(
         accept = descends & moves if safeguard else torch.ones_like(descends)
         record.step(accept, moves, descends, rate, curv, update, x_const, scale,
                     nu_up)  # fmt: skip
-        acc = _bcast(accept)
-        x = torch.where(acc, candidate, x)
-        grad = torch.where(acc, new_grad, grad)
-        terms = type(terms)(
-            *(torch.where(accept, a, b) for a, b in zip(new_terms, terms))
-        )
-        state = _keep_accepted_state(acc, new_state, state)
-        scale = torch.where(
-            accept,
-            (2 * scale).clamp(max=1.0),
-            (scale / 2).clamp(min=2.0**-_MAX_HALVINGS),
-        )
+        x, grad, terms, state, scale = _accept_step(
+            accept, (x, grad, terms, state),
+            (candidate, new_grad, new_terms, new_state), scale,
+        )  # fmt: skip
         record.energies(terms)
     trace = record.trace(n_iter)
     if return_state:
         return x, trace, cur_state
     return x, trace
+
+
+def _loop_constants(x0, L, prior, bound, guarantee, seed):
+    """Return the loop's constants, made once on ``x0``'s device.
+
+    No host-to-device copy happens inside the loop. They are the power
+    iterations' generator (``bound='hvp'`` only), the leadfield norm, the
+    segment lengths a step is bounded on and the prior's layer operator
+    norms (``None`` without them).
+    """
+    generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
+    L_norm = leadfield_norm(L).to(x0.device)
+    segment_lengths = (
+        CERTIFY_LENGTHS if guarantee == "certified" else CERTIFY_LENGTHS[:1]
+    ).to(x0.device, x0.dtype)
+    layer_norms = None
+    if prior is not None and hasattr(prior, "operator_norms"):
+        layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, x0.dtype)
+    return generator, L_norm, segment_lengths, layer_norms
 
 
 def _check_settings(bound, step, gamma, curvature, prior, guarantee, preconditioner):
@@ -282,6 +281,29 @@ def _check_settings(bound, step, gamma, curvature, prior, guarantee, preconditio
         _check_analytic_prior(prior)
     _check_option("guarantee", guarantee, ("checked", "certified"))
     _check_option("preconditioner", preconditioner, PRECONDITIONERS)
+
+
+def _upper_bound(
+    bound, x, y, L, L_norm, prior, state, layer_norms, lam, tikhonov,
+    n_power_iter, generator,
+):  # fmt: skip
+    """Upper projection bound ``nu_up`` at the iterate ``x``, shape (batch,).
+
+    ``'analytic'``: ``1 / (mu_data + lam * mu_prior)`` from the prior's
+    forward ``state`` (no extra forward pass); ``'hvp'``: the inverse of the
+    Hessian's largest eigenvalue by power iterations; ``None``: no bound.
+    """
+    if bound == "analytic":
+        mu_data, mu_prior = _analytic_bound(
+            x, L, L_norm, prior, state, layer_norms, tikhonov
+        )
+        return 1.0 / (mu_data + lam * mu_prior)
+    if bound == "hvp":
+        tiny = torch.finfo(x.dtype).tiny
+        return 1.0 / _hvp_lambda_max(
+            x, y, L, prior, lam, n_power_iter, generator
+        ).clamp_min(tiny)
+    return None
 
 
 def _projected_curvature(curvature, grad, x, cur_state, nu_up, nu_low_ratio, record):
@@ -319,6 +341,29 @@ def _step_length(step, gamma, scale, x, y, L, prior, lam, grad, direction):
     return gamma * ratio.clamp(max=_MAX_DIRECTIONAL_RATIO)
 
 
+def _accept_step(accept, current, candidate, scale):
+    """Move to ``candidate`` where ``accept``, else keep ``current``.
+
+    ``current`` and ``candidate`` are ``(x, grad, terms, state)``; selected
+    per sample with :func:`torch.where` (on-device, differentiable). The
+    step multiplier ``scale`` doubles (up to 1) where accepted and halves
+    (down to ``2 ** -_MAX_HALVINGS``) where rejected.
+    """
+    x, grad, terms, state = current
+    new_x, new_grad, new_terms, new_state = candidate
+    acc = _bcast(accept)
+    x = torch.where(acc, new_x, x)
+    grad = torch.where(acc, new_grad, grad)
+    terms = type(terms)(*(torch.where(accept, a, b) for a, b in zip(new_terms, terms)))
+    state = _keep_accepted_state(acc, new_state, state)
+    scale = torch.where(
+        accept,
+        (2 * scale).clamp(max=1.0),
+        (scale / 2).clamp(min=2.0**-_MAX_HALVINGS),
+    )
+    return x, grad, terms, state, scale
+
+
 def _keep_accepted_state(acc, new_state, state):
     """Keep the prior's forward state of the accepted iterate, per sample."""
     if state is None or new_state is None:
@@ -333,50 +378,3 @@ def _keep_accepted_state(acc, new_state, state):
             for a, b in zip(new_state, state)
         )
     )
-
-
-class _Record:
-    """Collects the per-iteration rows of :class:`MMTrace`."""
-
-    _ROWS = ("safeguard", "clip_upper", "clip_lower", "step_ratio", "step_scale",
-             "nu_up", "certified", "decrease_rate", "majorant_curvature")  # fmt: skip
-
-    def __init__(self, terms):
-        self.rows = {name: [] for name in self._ROWS}
-        self.energy_rows = [[t.detach()] for t in terms]
-        self.batch = terms.total.shape[0]
-        self.like = terms.total
-
-    def clips(self, upper, lower):
-        self.rows["clip_upper"].append(upper)
-        self.rows["clip_lower"].append(lower)
-
-    def step(self, accept, moves, descends, rate, curv, update, x, scale, nu_up):
-        rows = self.rows
-        rows["certified"].append(accept & moves & (rate >= 0.5 * curv))
-        rows["decrease_rate"].append(rate)
-        rows["majorant_curvature"].append(curv)
-        size = torch.sqrt(_sq_norm(update.detach()) / _sq_norm(x))
-        rows["step_ratio"].append(torch.where(accept, size, torch.zeros_like(scale)))
-        rows["step_scale"].append(scale.clone())
-        rows["safeguard"].append(~descends)
-        rows["nu_up"].append(
-            nu_up.detach() if nu_up is not None else torch.full_like(scale, math.nan)
-        )
-
-    def energies(self, terms):
-        for store, t in zip(self.energy_rows, terms):
-            store.append(t.detach())
-
-    def trace(self, n_iter):
-        empty = self.like.new_zeros((0, self.batch))
-        trace = MMTrace(
-            total=torch.stack(self.energy_rows[0]),
-            fidelity=torch.stack(self.energy_rows[1]),
-            prior=torch.stack(self.energy_rows[2]),
-            **{k: (torch.stack(v) if v else empty) for k, v in self.rows.items()},
-        )
-        if n_iter == 0:
-            trace.safeguard = trace.safeguard.bool()
-            trace.certified = trace.certified.bool()
-        return trace

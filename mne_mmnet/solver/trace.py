@@ -1,8 +1,11 @@
 """Per-iteration diagnostics of the MM iterations and the label of every step."""
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
+
+from .objective import _sq_norm
 
 
 @dataclass
@@ -108,3 +111,50 @@ def _as_float(t):
     import numpy as np
 
     return np.asarray(t, dtype=float)
+
+
+class _Record:
+    """Collects the per-iteration rows of :class:`MMTrace`."""
+
+    _ROWS = ("safeguard", "clip_upper", "clip_lower", "step_ratio", "step_scale",
+             "nu_up", "certified", "decrease_rate", "majorant_curvature")  # fmt: skip
+
+    def __init__(self, terms):
+        self.rows = {name: [] for name in self._ROWS}
+        self.energy_rows = [[t.detach()] for t in terms]
+        self.batch = terms.total.shape[0]
+        self.like = terms.total
+
+    def clips(self, upper, lower):
+        self.rows["clip_upper"].append(upper)
+        self.rows["clip_lower"].append(lower)
+
+    def step(self, accept, moves, descends, rate, curv, update, x, scale, nu_up):
+        rows = self.rows
+        rows["certified"].append(accept & moves & (rate >= 0.5 * curv))
+        rows["decrease_rate"].append(rate)
+        rows["majorant_curvature"].append(curv)
+        size = torch.sqrt(_sq_norm(update.detach()) / _sq_norm(x))
+        rows["step_ratio"].append(torch.where(accept, size, torch.zeros_like(scale)))
+        rows["step_scale"].append(scale.clone())
+        rows["safeguard"].append(~descends)
+        rows["nu_up"].append(
+            nu_up.detach() if nu_up is not None else torch.full_like(scale, math.nan)
+        )
+
+    def energies(self, terms):
+        for store, t in zip(self.energy_rows, terms):
+            store.append(t.detach())
+
+    def trace(self, n_iter):
+        empty = self.like.new_zeros((0, self.batch))
+        trace = MMTrace(
+            total=torch.stack(self.energy_rows[0]),
+            fidelity=torch.stack(self.energy_rows[1]),
+            prior=torch.stack(self.energy_rows[2]),
+            **{k: (torch.stack(v) if v else empty) for k, v in self.rows.items()},
+        )
+        if n_iter == 0:
+            trace.safeguard = trace.safeguard.bool()
+            trace.certified = trace.certified.bool()
+        return trace
