@@ -39,14 +39,14 @@ docdict["n_iter"] = """n_iter : int | None
     setting (3 for ``"broad"``, 10 for the Table I replicas)."""
 
 docdict["guarantee"] = """guarantee : 'checked' | 'certified' | None
-    How each MM step is made safe. ``'checked'`` (the shipped models'
-    setting, used for ``None``): a step is taken when its energy, evaluated,
+    How each MM step is made safe; ``None`` uses the model's own setting
+    (``'certified'`` for ``"broad"``, ``'checked'`` for the Table I
+    replicas). ``'checked'``: a step is taken when its energy, evaluated,
     did not rise. ``'certified'``: each step is first cut to the minimiser of
     a quadratic majorant valid on its whole segment, so every step taken is
-    a majorization-minimization step; the solve runs in float64 (the
-    certified decreases are below float32's resolution of the energy) and
-    about twice as long. The majorant is loose, so certified steps are short
-    (see the README's safeguard table for both modes' accuracy)."""
+    a majorization-minimization step (about a tenth slower; the steps are
+    shorter than the checked ones: see the README's safeguard table for both
+    modes' step sizes and accuracy)."""
 
 docdict["y_L"] = """y : torch.Tensor, shape (batch, n_channels, n_times)
     Data, referenced like ``L``.

@@ -34,7 +34,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--guarantee", choices=("checked", "certified"), default=None,
         help="checked: steps whose energy did not rise (the models' setting); "
-        "certified: only steps under a majorant of their segment (float64, slower)",
+        "certified: only steps under a majorant of their segment (shorter steps)",
     )  # fmt: skip
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the solver")

@@ -52,8 +52,10 @@ print(f"projection bound at nu_up in {100 * trace.clip_upper.mean():.1f}% of ent
 
 # %%
 # With ``guarantee="certified"`` every step is cut to the minimiser of its
-# segment majorant: all steps taken are majorization-minimization steps,
-# but the bound is loose on the template, so they are short.
+# segment majorant: all steps taken are majorization-minimization steps.
+# They are shorter than this model's learned steps, which the majorant does
+# not cover (the default model ``"broad"``, whose accuracy comes from its
+# start, runs in this mode).
 x_cert, trace_cert = mne_mmnet.solve_mm(
     eeg, leadfield, model=model, n_iter=30, guarantee="certified", seed=0,
     return_trace=True,

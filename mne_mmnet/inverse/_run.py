@@ -79,8 +79,7 @@ def _solve_batch(inv, y, *, n_iter, seed, guarantee=None):
 
     if guarantee is None:
         guarantee = getattr(inv.model, "guarantee", "checked")
-    # a certified decrease can lie below float32's resolution of the energy
-    dtype = "float64" if guarantee == "certified" else "float32"
+    dtype = "float32"
     net, L, kernel = inv._arrays(dtype)
     y_unit, factor = _unit_norm(y)  # the energy is scale free
     y_t = torch.as_tensor(y_unit, dtype=L.dtype, device=inv.device)

@@ -190,6 +190,63 @@ class SoftReLUAutoencoder(nn.Module):
         suffix = torch.flip(torch.cumprod(torch.flip(layer_norms, [0]), 0), [0])
         return (prefix * suffix).sum() / (2.0 * self.eps)
 
+    def segment_expansion(self, pre, tangent, remainder, lengths, layer_norms):
+        """First-order expansion of ``Phi`` along a curve, with a certified remainder.
+
+        For inputs ``z(s) = z + s t + rho(s)`` with ``|rho(s)| <= s^2 R / 2``
+        on ``s in [0, l]``, ``Phi(z(s)) = Phi(z) + s J(z) t + rho_Phi(s)`` with
+        ``|rho_Phi(s)| <= s^2 R_Phi / 2``. Each layer's remainder is the
+        previous one (``softrelu' <= 1``) plus the SoftReLU's second-order
+        term, bounded elementwise with the largest ``softrelu''`` over the
+        range each pre-activation can reach on the segment, then carried
+        through ``||W_l||``. The tangent is exact (forward mode).
+
+        Parameters
+        ----------
+        pre : list of torch.Tensor
+            Pre-activations at ``z`` (:meth:`forward_with_preactivations`;
+            both passes stacked for an odd prior).
+        tangent : torch.Tensor, shape (batch, n_sources, n_times)
+            ``t``.
+        remainder : torch.Tensor, shape (batch, n_lengths)
+            ``R`` for each segment length.
+        lengths : torch.Tensor, shape (n_lengths,)
+            Segment lengths ``l``.
+        layer_norms : torch.Tensor, shape (n_layers,)
+            Certified bounds of the layer norms (:meth:`operator_norms`), on
+            the device and dtype of ``tangent``.
+
+        Returns
+        -------
+        phi_tangent : torch.Tensor, shape (batch, n_sources, n_times)
+            ``J(z) t``.
+        phi_remainder : torch.Tensor, shape (batch, n_lengths)
+            ``R_Phi`` (``inf`` where a remainder overflows).
+        """
+        if self.odd:
+            tangent = torch.cat([tangent, -tangent])
+            remainder = torch.cat([remainder, remainder])
+        half_len = 0.5 * lengths
+        for layer, (conv, z) in enumerate(zip(self.layers, pre)):
+            size = tangent.abs()
+            second = []
+            for k in range(len(lengths)):
+                r_k = remainder[:, k, None, None]
+                reach = lengths[k] * size + half_len[k] * lengths[k] * r_k
+                peak = softrelu_hess((z.abs() - reach).clamp_min(0.0), self.eps)
+                term = peak * (size + half_len[k] * r_k) ** 2
+                second.append(torch.sqrt(term.pow(2).flatten(1).sum(1)))
+            remainder = layer_norms[layer] * (remainder + torch.stack(second, 1))
+            tangent = F.conv1d(
+                softrelu_grad(z, self.eps) * tangent, conv.weight,
+                padding=conv.padding[0],
+            )  # fmt: skip
+        if self.odd:
+            half = tangent.shape[0] // 2
+            tangent = 0.5 * (tangent[:half] - tangent[half:])
+            remainder = 0.5 * (remainder[:half] + remainder[half:])
+        return tangent, remainder
+
     def residual_curvature_bound(self, pre, w, layer_norms, *, vectors=None):
         """Bound of ``||sum_i w_i Hess Phi_i(z)||_2`` at one point, per sample.
 

@@ -29,23 +29,24 @@ def _bcast(t):
     return t[:, None, None]
 
 
-def _segment_majorant(x, update, grad, L, L_norm, prior, state, norms, lam, lengths):
-    """``(update, g.D, M |D|^2)``, the update shortened if several ``lengths``.
+def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
+    """``(update, g.D, C)``, the update shortened if several ``lengths``.
 
     ``lengths`` (on ``x``'s device and dtype): ``[1]`` bounds the proposed
-    step as it is; :data:`CERTIFY_LENGTHS` certifies it.
+    step as it is (``C`` its majorant's curvature); :data:`CERTIFY_LENGTHS`
+    certifies it.
 
-    Certifying: the majorant's curvature is bounded on the segments
-    ``x - t l D`` for the lengths ``l`` of :data:`CERTIFY_LENGTHS`; on each,
-    the majorant ``u(x) - t g.D + t^2 M_l |D|^2 / 2`` (``t <= l``) is minimised
-    in closed form, and the length whose minimum is lowest is taken. The
-    step is 0 (no move) where no segment has a finite bound or ``g.D <= 0``.
+    Certifying: the majorant's curvature ``C_l`` is bounded on the segments
+    ``x - t D``, ``t <= l``, for the lengths ``l`` of
+    :data:`CERTIFY_LENGTHS` (:func:`~mne_mmnet.solver.segment.segment_curvatures`);
+    on each, the majorant ``u(x) - t g.D + t^2 C_l / 2`` is minimised in
+    closed form, and the length whose minimum is lowest is taken. The step
+    is 0 (no move) where no segment has a finite bound or ``g.D <= 0``.
     """
-    phi = None if state is None else state.phi
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
     curv = segment_curvatures(
-        x, step, L, L_norm, lengths, prior=prior, phi=phi, layer_norms=norms, lam=lam
+        x, step, L, lengths, prior=prior, state=state, layer_norms=norms, lam=lam
     )
     if len(lengths) == 1:
         return update, rate, curv[:, 0]
@@ -137,8 +138,8 @@ def mm_iterations(
         minimiser of a quadratic majorant valid on its segment (the lowest
         over 81 segment lengths, 1 down to ``2**-40``; see
         :mod:`mne_mmnet.solver.segment`), so that every step taken is a
-        majorization-minimization step (much shorter steps: the bound is
-        loose).
+        majorization-minimization step (shorter steps than the checked
+        ones).
     preconditioner : "diagonal" | "leadfield"
         Step metric built from the projected curvature ``p``: ``diag(p)`` or
         the weighted minimum-norm operator of
@@ -223,9 +224,8 @@ def mm_iterations(
         update = _bcast(scale * length) * direction
         # shortened to the majorant's minimiser when certifying
         update, rate, curv = _segment_majorant(
-            x_const, update, grad, L, L_norm, prior, state, layer_norms, lam,
-            segment_lengths,
-        )  # fmt: skip
+            x_const, update, grad, L, prior, state, layer_norms, lam, segment_lengths
+        )
         # the candidate's energy decides (safeguard), per sample
         candidate = normalize_sources(x - update)
         new_terms, new_grad, new_state, _ = _energy_and_grad(

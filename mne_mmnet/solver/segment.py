@@ -1,26 +1,35 @@
-"""Curvature bound of the MM-Net energy over a whole step segment.
+"""Quadratic majorant of the MM-Net energy over a whole step segment.
 
 Proposition 1 bounds the Hessian at one point. A step ``x -> x - D`` is a
 majorization-minimization step only if a quadratic majorant holds on the
-whole segment ``z(t) = x - t D``, ``t in [0, 1]``. This module bounds
-``sup_t ||Hess u(z(t))||`` from quantities known before the step is taken:
+whole segment ``x(s) = x - s D``. For each segment length ``l`` this module
+computes ``C_l`` such that, with ``g`` the gradient at ``x``,
 
-* data term: ``2 ||L||^2 / (sqrt3 min_t |L z(t)|^2)``, the minimum of a
-  quadratic in ``t`` in closed form (eq. 16 at the worst point);
-* prior term, evaluated on ``zhat = r z / |z|``: the Gauss-Newton part with
-  ``|Phi(zhat(t))| >= |Phi(zhat(0))| - ||J_Phi|| |zhat(1) - zhat(0)|`` (the
-  angle to ``z(0)`` grows along a segment, so the chord does too), the
-  residual part with ``||v_res_l||_inf <= prod_{k >= l} ||W_k|| / |Phi|`` and
-  ``softrelu'' <= 1 / (2 eps)``, and the rescaling part with
-  ``min_t |z(t)|^2`` in closed form.
+``u(x - s D) <= u(x) - s g.D + C_l s^2 / 2`` for every ``s in [0, l]``,
 
-With ``M`` this bound, ``u(z(t)) <= u(x) - t g.D + t^2 M |D|^2 / 2`` for all
-``t in [0, 1]``; the step is *certified* when that majorant at ``t = 1`` is
-not above ``u(x)``, i.e. ``g.D >= M |D|^2 / 2``.
+by a first-order expansion of every quantity along the segment with a
+certified second-order remainder (a Taylor model in ``s``):
 
-Every quantity above is a function of a few inner products of ``x``, ``D``,
-``L x`` and ``L D``, so the bound is evaluated for many segment lengths
-``l D`` at once (:func:`segment_curvatures`), which is how a certified step
+* data term ``1 - S_C(y, L x(s))``: ``L x(s)`` is a line, and the second
+  derivative of ``w / |w|`` along a line ``w(s) = a - s b`` is
+  ``-(2 (e.b) P b + |P b|^2 e) / |w|^2`` (``e = w / |w|``, ``P`` the
+  projector orthogonal to ``e``; two orthogonal parts), whose norm is at
+  most ``(2 / sqrt3) |b|^2 / |w(s)|^2``, so
+  ``C = (2 / sqrt3) |L D|^2 / min_s |L x(s)|^2`` (the minimum in closed
+  form);
+* prior term ``1 - <e, Phi(r e)> / |Phi|`` on the unit direction
+  ``e(s) = x(s) / |x(s)|`` (the energy's scale-invariant prior term): ``e(s)``
+  has the same curvature bound; ``Phi`` along ``z(s) = r e(s)`` is expanded
+  by :meth:`~mne_mmnet.networks.SoftReLUAutoencoder.segment_expansion`
+  (exact tangent, remainder from the SoftReLU's curvature on each layer's
+  actual pre-activations, carried through the certified layer norms); the
+  cosine's own second-order term uses the block structure of its Hessian
+  (no ``e``-``e`` block, ``1 / |Phi|`` across, ``(2 / sqrt3) / |Phi|^2`` in
+  ``Phi``) with ``|Phi|`` bounded below on the segment.
+
+The step ``l D`` is *certified* when the majorant at its end is not above
+``u(x)``, i.e. ``g.D >= C_l l / 2``. Every bound is evaluated for many
+lengths at once (:func:`segment_curvatures`), which is how a certified step
 picks the length with the lowest majorant.
 """
 
@@ -31,6 +40,9 @@ import torch
 from .objective import _sq_norm
 
 _SQRT3 = math.sqrt(3.0)
+#: sup of ``|d^2/ds^2 (w / |w|)| |w|^2 / |w'|^2`` along a line: the maximum of
+#: ``p sqrt(4 - 3 p^2)`` over ``p = sin(angle(w, w'))``, at ``p^2 = 2 / 3``
+_LINE_CURVATURE = 2.0 / _SQRT3
 
 
 def _dot(a, b):
@@ -50,45 +62,50 @@ def _min_sq_norm_on_segments(aa, ad, dd, lengths):
     return (aa - 2 * t * ad + t * t * dd).clamp_min(0.0)
 
 
-def _chords(x, update, lengths, r):
-    """``|zhat(1) - zhat(0)|`` of the unit-RMS ends of ``x - l D``, shape (batch, k).
+def _unit_direction_bound(a, b, lengths):
+    """``sup_s |d^2/ds^2 (w/|w|)|`` on ``w(s) = a - s b``, ``s in [0, l]``; (batch, k).
 
-    From the angle between ``x`` and ``x - l D``: ``tan = l |D_perp| |x| /
-    (|x|^2 - l x.D)``, ``chord = 2 r sin(angle / 2)`` (exact for short steps,
-    where ``1 - cos`` would cancel).
+    ``inf`` where the segment passes through 0.
     """
-    xx, xd = _sq_norm(x), _dot(x, update)
-    perp = update - (xd / xx)[:, None, None] * x
-    height = torch.sqrt(xx * _sq_norm(perp))[:, None] * lengths
-    angle = torch.atan2(height, (xx[:, None] - lengths * xd[:, None]))
-    return 2.0 * r * torch.sin(0.5 * angle)
+    bb = _sq_norm(b)
+    w_min = _min_sq_norm_on_segments(_sq_norm(a), _dot(a, b), bb, lengths)
+    tiny = torch.finfo(a.dtype).tiny
+    bound = _LINE_CURVATURE * bb[:, None] / w_min.clamp_min(tiny)
+    return torch.where(w_min > 0, bound, torch.full_like(bound, math.inf))
 
 
-def _prior_segment_bounds(x, update, lengths, prior, phi, layer_norms):
-    """Bound of the prior term's Hessian norm over each segment, (batch, k)."""
-    n = x[0].numel()
-    r = math.sqrt(n)
+def _prior_segment_bounds(x, update, lengths, prior, state, layer_norms):
+    """``C_l`` of the prior term ``1 - <e, Phi(r e)> / |Phi|``, (batch, k)."""
+    r = math.sqrt(x[0].numel())
+    x_norm = torch.sqrt(_sq_norm(x))[:, None, None]
+    e0 = x / x_norm
+    # e(s) = e0 + s e1 + rho_e(s), |rho_e| <= s^2 r_e / 2
+    e1 = -(update - _dot(e0, update)[:, None, None] * e0) / x_norm
+    r_e = _unit_direction_bound(x, update, lengths)
     norms = layer_norms.to(device=x.device, dtype=x.dtype)
-    jac = prior.jacobian_norm_bound(norms)
-    phi_min = torch.sqrt(_sq_norm(phi))[:, None] - jac * _chords(x, update, lengths, r)
-    z_sq_min = _min_sq_norm_on_segments(
-        _sq_norm(x), _dot(x, update), _sq_norm(update), lengths
-    )
-    ok = (phi_min > 0) & (z_sq_min > 0)
+    phi = state.phi
+    phi1, r_phi = prior.segment_expansion(state.pre, r * e1, r * r_e, lengths, norms)
+    phi_norm = torch.sqrt(_sq_norm(phi))
+    cos = _dot(e0, phi) / phi_norm
+    sin = torch.sqrt((1.0 - cos * cos).clamp_min(0.0))
+    half = 0.5 * lengths[None]
+    # |Delta e| <= s d_e, |Delta Phi| <= s d_phi on [0, l]
+    d_e = torch.sqrt(_sq_norm(e1))[:, None] + half * r_e
+    d_phi = torch.sqrt(_sq_norm(phi1))[:, None] + half * r_phi
+    phi_min = phi_norm[:, None] - lengths[None] * d_phi
+    ok = torch.isfinite(r_e) & torch.isfinite(r_phi) & (phi_min > 0)
     phi_min = torch.where(ok, phi_min, torch.ones_like(phi_min))
-    gauss_newton = (
-        2.0 / (_SQRT3 * n) + 2.0 * jac**2 / (_SQRT3 * phi_min**2)
-        + 2.0 * jac / (r * phi_min)
-    )  # fmt: skip
-    residual = prior.hessian_norm_bound(norms) / phi_min
-    z_sq_min = torch.where(ok, z_sq_min, torch.ones_like(z_sq_min))
-    rescaling = 2.0 / (_SQRT3 * z_sq_min) * (1.0 + r * jac / phi_min)
-    bound = (n / z_sq_min) * (gauss_newton + residual) + rescaling
+    bound = (
+        r_e
+        + (sin / phi_norm)[:, None] * r_phi
+        + 2.0 * d_e * d_phi / phi_min
+        + (2.0 / _SQRT3) * d_phi * d_phi / (phi_min * phi_min)
+    )
     return torch.where(ok, bound, torch.full_like(bound, math.inf))
 
 
-def segment_curvatures(x, update, L, L_norm, lengths, *, prior, phi, layer_norms, lam):
-    """``M_l l^2 |D|^2`` for the segments ``x - t l D``, ``t in [0, 1]``.
+def segment_curvatures(x, update, L, lengths, *, prior, state, layer_norms, lam):
+    """``C_l l^2``: the majorant's curvature over the segments ``x - t l D``.
 
     Parameters
     ----------
@@ -97,13 +114,12 @@ def segment_curvatures(x, update, L, L_norm, lengths, *, prior, phi, layer_norms
     update : torch.Tensor
         The step ``D`` (the iterate moves to ``x - l D``).
     L : torch.Tensor, shape (n_channels, n_sources)
-    L_norm : torch.Tensor
-        ``||L||_2``.
     lengths : torch.Tensor, shape (n_lengths,)
         Segment lengths ``l > 0`` in units of ``D``.
     prior : SoftReLUAutoencoder | None
-    phi : torch.Tensor | None
-        ``Phi`` at the unit-RMS rescaling of ``x`` (from the energy pass).
+    state : object | None
+        The prior's forward state at the unit-RMS rescaling of ``x`` (from
+        the energy pass: ``phi`` and the pre-activations ``pre``).
     layer_norms : torch.Tensor | None
         Certified layer norms of the prior (None: no certificate possible
         with a prior, the bound is infinite).
@@ -112,36 +128,42 @@ def segment_curvatures(x, update, L, L_norm, lengths, *, prior, phi, layer_norms
     Returns
     -------
     curvature : torch.Tensor, shape (batch, n_lengths)
-        ``M_l |l D|^2`` with ``M_l`` the curvature bound of ``u`` on segment
-        ``l`` (``inf`` where no bound is available, e.g. when the segment
-        passes too close to the null space of ``L``).
+        ``C_l l^2``: ``u(x - t l D) <= u(x) - t l g.D + t^2 C_l l^2 / 2`` for
+        ``t in [0, 1]`` (``inf`` where no bound is available, e.g. when the
+        segment passes too close to the null space of ``L``).
     """
+    with torch.no_grad():  # a constant of the step (no graph through it)
+        return _segment_curvatures(
+            x.detach(), update.detach(), L.detach(), lengths, prior, state,
+            layer_norms, lam,
+        )  # fmt: skip
+
+
+def _segment_curvatures(x, update, L, lengths, prior, state, layer_norms, lam):
     lengths = lengths.to(device=x.device, dtype=x.dtype)
-    lx, ld = torch.matmul(L, x), torch.matmul(L, update)
-    lx_min = _min_sq_norm_on_segments(_sq_norm(lx), _dot(lx, ld), _sq_norm(ld), lengths)
-    l_sq = (L_norm * L_norm).to(x.dtype)
-    mu = torch.where(
-        lx_min > 0,
-        2.0 * l_sq / (_SQRT3 * lx_min.clamp_min(torch.finfo(x.dtype).tiny)),
-        torch.full_like(lx_min, math.inf),
-    )
+    mu = _unit_direction_bound(torch.matmul(L, x), torch.matmul(L, update), lengths)
     if prior is not None and lam > 0:
-        if layer_norms is None or phi is None:
-            mu = torch.full_like(mu, math.inf)
-        else:
+        usable = (
+            layer_norms is not None and state is not None
+            and getattr(state, "pre", None) is not None
+            and hasattr(prior, "segment_expansion")
+        )  # fmt: skip
+        if usable:
             mu = mu + lam * _prior_segment_bounds(
-                x, update, lengths, prior, phi, layer_norms
+                x, update, lengths, prior, state, layer_norms
             )
-    return mu * _sq_norm(update)[:, None] * lengths**2
+        else:
+            mu = torch.full_like(mu, math.inf)
+    return mu * lengths**2
 
 
-def segment_curvature(x, update, L, L_norm, *, prior, phi, layer_norms, lam):
-    """``M |D|^2``: curvature bound of ``u`` along the step ``D = update``.
+def segment_curvature(x, update, L, *, prior, state, layer_norms, lam):
+    """``C |D|``-scaled curvature of the majorant along the step ``D = update``.
 
     :func:`segment_curvatures` for the one segment ``l = 1``; shape (batch,).
     """
     one = torch.ones(1, device=x.device, dtype=x.dtype)
     return segment_curvatures(
-        x, update, L, L_norm, one, prior=prior, phi=phi, layer_norms=layer_norms,
+        x, update, L, one, prior=prior, state=state, layer_norms=layer_norms,
         lam=lam,
     )[:, 0]  # fmt: skip

@@ -35,10 +35,10 @@ class MMTrace:
         Accepted steps whose descent is proved by a quadratic majorant valid
         on the whole segment they move along
         (:func:`mne_mmnet.solver.segment.segment_curvature`):
-        ``g.D >= M |D|^2 / 2``.
+        ``g.D >= C / 2``.
     decrease_rate, majorant_curvature : tensor, shape (n_iter, batch)
-        ``g.D`` and ``M |D|^2`` of the proposed step ``D``: the majorant is
-        ``u(x) - t g.D + t^2 M |D|^2 / 2`` on ``t in [0, 1]``.
+        ``g.D`` and ``C`` of the proposed step ``D``: the majorant is
+        ``u(x) - t g.D + t^2 C / 2`` on ``t in [0, 1]``.
 
     Notes
     -----
