@@ -97,7 +97,7 @@ def tightness(L, n_points=8):
     prior = SoftReLUAutoencoder(994, (64,), seed=1)
     x = torch.randn(n_points, 994, 16, generator=gen)
     y = torch.randn(n_points, 90, 16, generator=gen)
-    y -= y.mean(1, keepdim=True)
+    y = average_reference(y, 1)
     out = {}
     for label, pr in (("data only", None), ("data + AE prior", prior)):
         ana = curvature_bound(x, y, L, prior=pr)

@@ -9,6 +9,8 @@ to many samples.
 import numpy as np
 from mne.utils import _check_option, _validate_type, logger, verbose
 
+from .problem import average_projector
+
 MINIMUM_NORM_METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA")
 
 
@@ -312,7 +314,7 @@ def make_classical_mm_solver(
     _validate_type(n_iter, "int", "n_iter")
     leadfield = np.asarray(fwd["sol"]["data"], dtype=np.float64)
     n_channels = leadfield.shape[0]
-    projector = np.eye(n_channels) - 1.0 / n_channels
+    projector = average_projector(n_channels)
     leadfield = projector @ leadfield
     leadfield /= np.linalg.norm(leadfield, 2)
     init_solver = None

@@ -31,6 +31,15 @@ def average_reference(a, axis):
     return a - a.mean(dim=axis, keepdim=True)  # torch
 
 
+def average_projector(n_channels):
+    """Return the average-reference projector ``I - 1 1' / n`` (numpy, float64).
+
+    ``average_projector(n) @ a`` equals ``average_reference(a, 0)``; the
+    matrix is what an inverse operator stores to reference new data.
+    """
+    return np.eye(n_channels) - 1.0 / n_channels
+
+
 def referenced_problem(eeg, leadfield):
     """Average-referenced ``(y, L)`` from data (batch, channels, times) and a gain.
 

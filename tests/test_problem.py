@@ -3,7 +3,12 @@
 import numpy as np
 import torch
 
-from mne_mmnet.problem import average_reference, referenced_problem, restore_scale
+from mne_mmnet.problem import (
+    average_projector,
+    average_reference,
+    referenced_problem,
+    restore_scale,
+)
 
 
 def test_average_reference_is_the_mne_projector_for_arrays_and_tensors():
@@ -41,3 +46,10 @@ def test_restore_scale_is_the_least_squares_amplitude():
                                                (3, 9, 3)), rtol=1e-9)  # fmt: skip
     # an estimate the leadfield cannot see gets amplitude 0, not NaN
     assert np.all(restore_scale(np.zeros((1, 9, 3)), L, y[:1]) == 0)
+
+
+def test_average_projector_is_the_average_reference():
+    a = np.random.default_rng(0).standard_normal((7, 5))
+    proj = average_projector(7)
+    np.testing.assert_allclose(proj @ a, average_reference(a, 0), atol=1e-14)
+    np.testing.assert_allclose(proj @ proj, proj, atol=1e-14)  # a projection

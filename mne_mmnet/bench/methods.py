@@ -141,6 +141,7 @@ def _mmnet_factory(
 
     from ..inverse._operator import MMNetInverse, _resolve_model
     from ..inverse._run import _run
+    from ..problem import average_projector, average_reference
     from ..utils import _get_device
 
     device = _get_device(device)
@@ -153,7 +154,7 @@ def _mmnet_factory(
         net.guarantee = guarantee
     gain = np.asarray(fwd["sol"]["data"], np.float64)
     n_ch = gain.shape[0]
-    average = np.eye(n_ch) - 1.0 / n_ch  # average reference, data and gain alike
+    average = average_projector(n_ch)  # average reference, data and gain alike
     inv = MMNetInverse(
         net=net, ch_names=fwd["sol"]["row_names"], proj=average,
         leadfield=average @ gain, vertices=[s["vertno"] for s in fwd["src"]],
@@ -163,7 +164,7 @@ def _mmnet_factory(
 
     def solver(eeg, *, sfreq=None):
         y = np.asarray(eeg, np.float64)
-        y = y - y.mean(axis=1, keepdims=True)
+        y = average_reference(y, 1)
         sources, _ = _run(inv, y, n_iter=n_iter, seed=seed, batch_size=len(y))
         return sources.astype(np.float32)
 
