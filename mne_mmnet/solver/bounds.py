@@ -54,7 +54,7 @@ def _check_analytic_prior(prior):
     """Check that the prior has the structure the analytic bound needs."""
     needed = (
         "conv_layers", "forward_with_preactivations", "operator_norms",
-        "jacobian_norm_bound", "residual_curvature_bound", "hessian_norm_bound",
+        "jacobian_norm_bound", "residual_curvature_bound", "segment_expansion",
     )  # fmt: skip
     missing = [name for name in needed if not hasattr(prior, name)]
     if missing:
