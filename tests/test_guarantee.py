@@ -223,7 +223,7 @@ def test_prior_segment_expansion_against_direct_evaluation(odd):
     with torch.no_grad():
         jt, r_phi = prior.segment_expansion(
             [p.detach() for p in pre], tangent, torch.zeros(50, 4, dtype=z.dtype),
-            lengths, norms,
+            lengths.expand(50, -1), norms,
         )  # fmt: skip
     _, jvp = torch.autograd.functional.jvp(prior, z, tangent)
     torch.testing.assert_close(jt, jvp)

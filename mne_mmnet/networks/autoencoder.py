@@ -210,8 +210,8 @@ class SoftReLUAutoencoder(nn.Module):
             ``t``.
         remainder : torch.Tensor, shape (batch, n_lengths)
             ``R`` for each segment length.
-        lengths : torch.Tensor, shape (n_lengths,)
-            Segment lengths ``l``.
+        lengths : torch.Tensor, shape (batch, n_lengths)
+            Segment lengths ``l`` of each sample.
         layer_norms : torch.Tensor, shape (n_layers,)
             Certified bounds of the layer norms (:meth:`operator_norms`), on
             the device and dtype of ``tangent``.
@@ -226,15 +226,17 @@ class SoftReLUAutoencoder(nn.Module):
         if self.odd:
             tangent = torch.cat([tangent, -tangent])
             remainder = torch.cat([remainder, remainder])
-        half_len = 0.5 * lengths
+            lengths = torch.cat([lengths, lengths])
         for layer, (conv, z) in enumerate(zip(self.layers, pre)):
-            size = tangent.abs()
+            size, magnitude = tangent.abs(), z.abs()
             second = []
-            for k in range(len(lengths)):
-                r_k = remainder[:, k, None, None]
-                reach = lengths[k] * size + half_len[k] * lengths[k] * r_k
-                peak = softrelu_hess((z.abs() - reach).clamp_min(0.0), self.eps)
-                term = peak * (size + half_len[k] * r_k) ** 2
+            for k in range(lengths.shape[1]):
+                l_k = lengths[:, k, None, None]
+                half_r = 0.5 * l_k * remainder[:, k, None, None]
+                peak = softrelu_hess(
+                    (magnitude - l_k * (size + half_r)).clamp_min(0.0), self.eps
+                )
+                term = peak * (size + half_r) ** 2
                 second.append(torch.sqrt(term.pow(2).flatten(1).sum(1)))
             remainder = layer_norms[layer] * (remainder + torch.stack(second, 1))
             tangent = F.conv1d(

@@ -21,8 +21,11 @@ from .trace import _Record
 _MAX_HALVINGS = 30
 # cap of the directional step length, in units of the diagonal MM step
 _MAX_DIRECTIONAL_RATIO = 1e3
-#: segment lengths (units of the proposed step) a certified step chooses from
-CERTIFY_LENGTHS = 2.0 ** (-0.5 * torch.arange(81, dtype=torch.float64))
+#: segment lengths (units of the proposed step) a certified step first tries:
+#: 1 down to 2**-30 by factors of 4
+CERTIFY_LENGTHS = 4.0 ** -torch.arange(16, dtype=torch.float64)
+#: then, per sample, these multiples of the best of them (a sqrt(2) grid)
+REFINE_FACTORS = 2.0 ** torch.tensor([1.5, 1.0, 0.5, -0.5, -1.0, -1.5])
 
 
 def _bcast(t):
@@ -37,33 +40,52 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     certifies it.
 
     Certifying: the majorant's curvature ``C_l`` is bounded on the segments
-    ``x - t D``, ``t <= l``, for the lengths ``l`` of
-    :data:`CERTIFY_LENGTHS` (:func:`~mne_mmnet.solver.segment.segment_curvatures`);
-    on each, the majorant ``u(x) - t g.D + t^2 C_l / 2`` is minimised in
-    closed form, and the length whose minimum is lowest is taken. The step
-    is 0 (no move) where no segment has a finite bound or ``g.D <= 0``.
+    ``x - t D``, ``t <= l``, for the lengths ``l`` of :data:`CERTIFY_LENGTHS`
+    and then for :data:`REFINE_FACTORS` times the best of them (at most 1;
+    :func:`~mne_mmnet.solver.segment.segment_curvatures`); on each, the
+    majorant ``u(x) - t g.D + t^2 C_l / 2`` is minimised in closed form, and
+    the length whose minimum is lowest is taken. The step is 0 (no move)
+    where no segment has a finite bound or ``g.D <= 0``.
     """
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
-    curv = segment_curvatures(
-        x, step, L, lengths, prior=prior, state=state, layer_norms=norms, lam=lam
-    )
+
+    def curvatures(lengths):
+        return segment_curvatures(x, step, L, lengths, prior=prior, state=state,
+                                  layer_norms=norms, lam=lam)  # fmt: skip
+
     if len(lengths) == 1:
-        return update, rate, curv[:, 0]
-    # curv[:, k] = M_k |D|^2 l_k^2: the majorant in t (units of D) has
-    # curvature c_k = M_k |D|^2 on t in [0, l_k]
-    seg = lengths[None]
-    c = curv / (seg * seg)
+        return update, rate, curvatures(lengths)[:, 0]
+    coarse = lengths.expand(len(x), -1)
+    t, c, gain, best = _lowest_majorant(rate, curvatures(coarse), coarse)
+    fine = (best[:, None] * REFINE_FACTORS.to(lengths)).clamp(max=1.0)
+    t_fine, c_fine, gain_fine, _ = _lowest_majorant(rate, curvatures(fine), fine)
+    better = gain_fine > gain
+    t, c = torch.where(better, t_fine, t), torch.where(better, c_fine, c)
+    return _bcast(t) * update, t * rate, t * t * c
+
+
+def _lowest_majorant(rate, curv, lengths):
+    """Per sample, the segment whose majorant's minimum is lowest.
+
+    ``curv[:, k] = C_k l_k^2``: the majorant in ``t`` (units of ``D``) has
+    curvature ``C_k`` on ``t in [0, l_k]``. Returns its minimiser ``t`` (0
+    where no segment is usable), ``C``, the guaranteed decrease and ``l``.
+    """
+    c = curv / (lengths * lengths)
     usable = (rate[:, None] > 0) & torch.isfinite(c) & (c > 0)
     c_safe = torch.where(usable, c, torch.ones_like(c))
-    t = torch.minimum(rate[:, None] / c_safe, seg.expand_as(c))
+    t = torch.minimum(rate[:, None] / c_safe, lengths)
     gain = torch.where(usable, t * rate[:, None] - 0.5 * t * t * c_safe, 0.0)
     best = gain.argmax(1, keepdim=True)
-    t_best = torch.where(
-        usable.gather(1, best), t.gather(1, best), torch.zeros_like(rate[:, None])
-    )[:, 0]
-    c_best = c_safe.gather(1, best)[:, 0]
-    return _bcast(t_best) * update, t_best * rate, t_best * t_best * c_best
+    t_best = torch.where(usable.gather(1, best), t.gather(1, best), 0.0)
+    pick = (
+        t_best,
+        c_safe.gather(1, best),
+        gain.gather(1, best),
+        lengths.gather(1, best),
+    )
+    return tuple(v[:, 0] for v in pick)
 
 
 def _rows(mask, t):
@@ -136,7 +158,8 @@ def mm_iterations(
         ``"checked"`` takes the proposed step when its energy does not rise
         (with the safeguard); ``"certified"`` first shortens each step to the
         minimiser of a quadratic majorant valid on its segment (the lowest
-        over 81 segment lengths, 1 down to ``2**-40``; see
+        over 16 segment lengths, 1 down to ``2**-30`` by factors of 4, then
+        six around the best one on a ``sqrt(2)`` grid; see
         :mod:`mne_mmnet.solver.segment`), so that every step taken is a
         majorization-minimization step (shorter steps than the checked
         ones).

@@ -50,7 +50,7 @@ def _dot(a, b):
 
 
 def _min_sq_norm_on_segments(aa, ad, dd, lengths):
-    """``min_{t in [0, 1]} |a - t l d|^2`` for (batch,) products and (k,) ``l``.
+    """``min_{t in [0, 1]} |a - t l d|^2`` for (batch,) products, (batch, k) ``l``.
 
     ``aa = |a|^2``, ``ad = a.d``, ``dd = |d|^2``; shape (batch, k).
     """
@@ -88,11 +88,11 @@ def _prior_segment_bounds(x, update, lengths, prior, state, layer_norms):
     phi_norm = torch.sqrt(_sq_norm(phi))
     cos = _dot(e0, phi) / phi_norm
     sin = torch.sqrt((1.0 - cos * cos).clamp_min(0.0))
-    half = 0.5 * lengths[None]
+    half = 0.5 * lengths
     # |Delta e| <= s d_e, |Delta Phi| <= s d_phi on [0, l]
     d_e = torch.sqrt(_sq_norm(e1))[:, None] + half * r_e
     d_phi = torch.sqrt(_sq_norm(phi1))[:, None] + half * r_phi
-    phi_min = phi_norm[:, None] - lengths[None] * d_phi
+    phi_min = phi_norm[:, None] - lengths * d_phi
     ok = torch.isfinite(r_e) & torch.isfinite(r_phi) & (phi_min > 0)
     phi_min = torch.where(ok, phi_min, torch.ones_like(phi_min))
     bound = (
@@ -114,8 +114,8 @@ def segment_curvatures(x, update, L, lengths, *, prior, state, layer_norms, lam)
     update : torch.Tensor
         The step ``D`` (the iterate moves to ``x - l D``).
     L : torch.Tensor, shape (n_channels, n_sources)
-    lengths : torch.Tensor, shape (n_lengths,)
-        Segment lengths ``l > 0`` in units of ``D``.
+    lengths : torch.Tensor, shape (n_lengths,) or (batch, n_lengths)
+        Segment lengths ``l > 0`` in units of ``D`` (shared, or per sample).
     prior : SoftReLUAutoencoder | None
     state : object | None
         The prior's forward state at the unit-RMS rescaling of ``x`` (from
@@ -141,6 +141,7 @@ def segment_curvatures(x, update, L, lengths, *, prior, state, layer_norms, lam)
 
 def _segment_curvatures(x, update, L, lengths, prior, state, layer_norms, lam):
     lengths = lengths.to(device=x.device, dtype=x.dtype)
+    lengths = lengths.expand(x.shape[0], lengths.shape[-1])
     mu = _unit_direction_bound(torch.matmul(L, x), torch.matmul(L, update), lengths)
     if prior is not None and lam > 0:
         usable = (
