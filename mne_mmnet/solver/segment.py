@@ -159,7 +159,7 @@ def _segment_curvatures(x, update, L, lengths, prior, state, layer_norms, lam):
 
 
 def segment_curvature(x, update, L, *, prior, state, layer_norms, lam):
-    """``C |D|``-scaled curvature of the majorant along the step ``D = update``.
+    """``C``: the majorant's curvature along the whole step ``D = update``.
 
     :func:`segment_curvatures` for the one segment ``l = 1``; shape (batch,).
     """
