@@ -35,9 +35,9 @@ def _bcast(t):
 def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     """``(update, g.D, C)``, the update shortened if several ``lengths``.
 
-    ``lengths`` (on ``x``'s device and dtype): ``[1]`` bounds the proposed
-    step as it is (``C`` its majorant's curvature); :data:`CERTIFY_LENGTHS`
-    certifies it.
+    ``lengths`` (on ``x``'s device and dtype): ``([1], None)`` bounds the
+    proposed step as it is (``C`` its majorant's curvature);
+    ``(CERTIFY_LENGTHS, REFINE_FACTORS)`` certifies it.
 
     Certifying: the majorant's curvature ``C_l`` is bounded on the segments
     ``x - t D``, ``t <= l``, for the lengths ``l`` of :data:`CERTIFY_LENGTHS`
@@ -54,11 +54,12 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
         return segment_curvatures(x, step, L, lengths, prior=prior, state=state,
                                   layer_norms=norms, lam=lam)  # fmt: skip
 
-    if len(lengths) == 1:
+    lengths, refine = lengths
+    if refine is None:
         return update, rate, curvatures(lengths)[:, 0]
     coarse = lengths.expand(len(x), -1)
     t, c, gain, best = _lowest_majorant(rate, curvatures(coarse), coarse)
-    fine = (best[:, None] * REFINE_FACTORS.to(lengths)).clamp(max=1.0)
+    fine = (best[:, None] * refine).clamp(max=1.0)
     t_fine, c_fine, gain_fine, _ = _lowest_majorant(rate, curvatures(fine), fine)
     better = gain_fine > gain
     t, c = torch.where(better, t_fine, t), torch.where(better, c_fine, c)
@@ -275,14 +276,17 @@ def _loop_constants(x0, L, prior, bound, guarantee, seed):
 
     No host-to-device copy happens inside the loop. They are the power
     iterations' generator (``bound='hvp'`` only), the leadfield norm, the
-    segment lengths a step is bounded on and the prior's layer operator
+    segment lengths a step is bounded on (and the refinement factors when
+    certifying) and the prior's layer operator
     norms (``None`` without them).
     """
     generator = _torch_generator(seed, x0.device) if bound == "hvp" else None
     L_norm = leadfield_norm(L).to(x0.device)
-    segment_lengths = (
-        CERTIFY_LENGTHS if guarantee == "certified" else CERTIFY_LENGTHS[:1]
-    ).to(x0.device, x0.dtype)
+    on = dict(device=x0.device, dtype=x0.dtype)
+    if guarantee == "certified":
+        segment_lengths = (CERTIFY_LENGTHS.to(**on), REFINE_FACTORS.to(**on))
+    else:
+        segment_lengths = (CERTIFY_LENGTHS[:1].to(**on), None)
     layer_norms = None
     if prior is not None and hasattr(prior, "operator_norms"):
         layer_norms = prior.operator_norms(x0.shape[-1]).to(x0.device, x0.dtype)
