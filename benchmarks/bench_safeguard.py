@@ -186,7 +186,9 @@ def main(argv=None):
     for data_name, sim in sets.items():
         y = average_reference(sim.eeg, 1)
         for name in shipped_models():
+            done = len(rows)
             _mmnet_rows(data_name, y, gain, name, rows, sim, fwd, adjacency)
+            print("\n".join(rows[done:]), flush=True)  # progress of a long run
             if not name.endswith("-unprojected"):
                 ratios.append((data_name, name, *_bound_ratio(y, gain, name)))
         for fname, label, domain in baselines:

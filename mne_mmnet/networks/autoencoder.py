@@ -22,6 +22,7 @@ from .._activations import softrelu, softrelu_grad, softrelu_hess
 from ..utils import _torch_generator
 from ._conv_norms import (  # noqa: F401  (the norms' home; re-exported here)
     _ROUNDING_SLACK,
+    N_GRID,
     _certify_below,
     _max_gram_eig,
     _symbols,
@@ -358,6 +359,9 @@ class SoftReLUAutoencoder(nn.Module):
         key = None if n_times is None else int(n_times)
         if key is not None and self.round_norm_lengths:
             key = 1 << (key - 1).bit_length()
+        shortest = min(c.weight.shape[-1] for c in self.layers)
+        if key is not None and (key + shortest - 1) // 2 > N_GRID:
+            key = None  # every layer takes its length-independent bound
         entry = self._norm_cache.get(key)
         if entry is not None and entry["versions"] == versions:
             return entry["norms"]
