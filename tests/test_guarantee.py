@@ -100,6 +100,34 @@ def test_certified_mode_takes_only_majorised_steps():
         assert labels["certified"] > 0.9
 
 
+@pytest.mark.parametrize("odd", [False, True])
+def test_pruned_length_search_takes_the_same_steps(odd, monkeypatch):
+    """Lengths left out on the CPU could not win: same iterates, fewer bounds."""
+    import mne_mmnet.solver.mm as mm
+
+    L, prior, x, y, _ = _problems(12, 60, with_prior=True, odd=odd)
+    bounded = []
+    curvatures = mm.segment_curvatures
+
+    def counting(x_, update, L_, lengths, **kwargs):
+        bounded.append(lengths.shape[-1])
+        return curvatures(x_, update, L_, lengths, **kwargs)
+
+    monkeypatch.setattr(mm, "segment_curvatures", counting)
+    runs = {}
+    for group in (len(mm.CERTIFY_LENGTHS), mm.CERTIFY_GROUP):
+        monkeypatch.setattr(mm, "CERTIFY_GROUP", group)
+        bounded.clear()
+        out, trace = _run(
+            x, y, L, prior, step="directional", guarantee="certified", safeguard=True
+        )
+        runs[group] = out, trace.total, sum(bounded)
+    (full, full_energy, n_full), (pruned, energy, n_pruned) = runs.values()
+    assert torch.equal(full, pruned)
+    assert torch.equal(full_energy, energy)
+    assert n_pruned < n_full
+
+
 def test_checked_steps_are_labelled_as_such():
     """The same solver in 'checked' mode: accepted steps are mostly not certified."""
     L, prior, x, y, _ = _problems(10, 50, with_prior=True)

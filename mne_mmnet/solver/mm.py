@@ -24,6 +24,9 @@ _MAX_DIRECTIONAL_RATIO = 1e3
 #: segment lengths (units of the proposed step) a certified step first tries:
 #: 1 down to 2**-30 by factors of 4
 CERTIFY_LENGTHS = 4.0 ** -torch.arange(16, dtype=torch.float64)
+#: on the CPU, bounded four at a time from the longest, stopping once the
+#: shorter ones cannot give a lower majorant (:func:`_coarse_curvatures`)
+CERTIFY_GROUP = 4
 #: then, per sample, these multiples of the best of them (a sqrt(2) grid)
 REFINE_FACTORS = 2.0 ** torch.tensor([1.5, 1.0, 0.5, -0.5, -1.0, -1.5])
 
@@ -44,8 +47,10 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     and then for :data:`REFINE_FACTORS` times the best of them (at most 1;
     :func:`~mne_mmnet.solver.segment.segment_curvatures`); on each, the
     majorant ``u(x) - t g.D + t^2 C_l / 2`` is minimised in closed form, and
-    the length whose minimum is lowest is taken. The step is 0 (no move)
-    where no segment has a finite bound or ``g.D <= 0``.
+    the length whose minimum is lowest is taken (on the CPU, lengths that
+    cannot give the lowest are not bounded: :func:`_coarse_curvatures`).
+    The step is 0 (no move) where no segment has a finite bound or
+    ``g.D <= 0``.
     """
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
@@ -58,12 +63,39 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     if refine is None:
         return update, rate, curvatures(lengths)[:, 0]
     coarse = lengths.expand(len(x), -1)
-    t, c, gain, best = _lowest_majorant(rate, curvatures(coarse), coarse)
+    group = CERTIFY_GROUP if x.device.type == "cpu" else coarse.shape[1]
+    curv = _coarse_curvatures(curvatures, rate, coarse, group)
+    t, c, gain, best = _lowest_majorant(rate, curv, coarse)
     fine = (best[:, None] * refine).clamp(max=1.0)
     t_fine, c_fine, gain_fine, _ = _lowest_majorant(rate, curvatures(fine), fine)
     better = gain_fine > gain
     t, c = torch.where(better, t_fine, t), torch.where(better, c_fine, c)
     return _bcast(t) * update, t * rate, t * t * c
+
+
+def _coarse_curvatures(curvatures, rate, coarse, group):
+    """``curvatures(coarse)``, longest lengths first, in groups, pruned.
+
+    A segment of length ``l`` guarantees a decrease of at most ``l g.D``, so
+    once no sample's best decrease so far is below ``l g.D`` for the next
+    (longest remaining) length, the shorter lengths cannot win and are left
+    out (``inf``: unusable). The lowest majorant is the same as with every
+    length bounded. On a GPU all lengths go at once (``group`` = all: no
+    host synchronisation in the loop).
+    """
+    n_lengths = coarse.shape[1]
+    if group >= n_lengths:
+        return curvatures(coarse)
+    curv = torch.full_like(coarse, math.inf)
+    for start in range(0, n_lengths, group):
+        stop = min(start + group, n_lengths)
+        curv[:, start:stop] = curvatures(coarse[:, start:stop])
+        if stop == n_lengths:
+            break
+        gain = _lowest_majorant(rate, curv[:, :stop], coarse[:, :stop])[2]
+        if not bool((coarse[:, stop] * rate > gain).any()):
+            break
+    return curv
 
 
 def _lowest_majorant(rate, curv, lengths):
