@@ -248,7 +248,7 @@ def conv_operator_norm(weight, n_times=None, *, n_grid=N_GRID):
     covering its rounding errors (the inflation grows if the proof fails).
     Nor is every frequency factorised: the same Bernstein inequality bounds
     the frequencies between evaluated ones, and only gaps whose bound is more
-    than 0.1 % above the largest value found are refined (:func:`_max_gram_eig`;
+    than 0.1 % above the largest value found are refined (``_max_gram_eig``;
     for the shipped layers about 17 of the 34 frequencies at ``T = 64`` and
     about 65 of the 1,025 of the grid). The squared norm is thus at most
     0.2 % (the norm 0.1 %) above the maximum over the frequencies when the
