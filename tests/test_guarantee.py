@@ -103,7 +103,7 @@ def test_certified_mode_takes_only_majorised_steps():
 @pytest.mark.parametrize("odd", [False, True])
 def test_pruned_length_search_takes_the_same_steps(odd, monkeypatch):
     """Lengths left out on the CPU could not win: same iterates, fewer bounds."""
-    import mne_mmnet.solver.mm as mm
+    import mne_mmnet.solver.length_search as mm
 
     L, prior, x, y, _ = _problems(12, 60, with_prior=True, odd=odd)
     bounded = []
