@@ -339,9 +339,13 @@ def test_certified_symbol_norm_against_exact_spectra(shape):
     assert exact <= bound <= exact * (1 + 2.1e-3)
     # the proof step itself: refuses a level just below the top eigenvalue
     top = torch.linalg.eigvalsh(mats)[:, -1]
-    assert _certify_below(mats, float(top.max()) * (1 + 1e-6))
-    assert not _certify_below(mats, float(top.max()) * (1 - 1e-6))
-    assert not _certify_below(mats[:1], float(top[0]) * (1 - 1e-6))
+
+    def proved(m, level):
+        return bool(_certify_below(m, torch.full((len(m),), level)).all())
+
+    assert proved(mats, float(top.max()) * (1 + 1e-6))
+    assert not proved(mats, float(top.max()) * (1 - 1e-6))
+    assert not proved(mats[:1], float(top[0]) * (1 - 1e-6))
 
 
 def test_leadfield_norm_is_the_spectral_norm():

@@ -130,7 +130,7 @@ def _certified_tops(mats):
         if not bool(left.any()):
             break
         level = estimate[left] * (1 + margin)
-        proved = _certify_each_below(mats[left], level)
+        proved = _certify_below(mats[left], level)
         tops[torch.nonzero(left).flatten()[proved]] = level[proved]
     left = torch.isinf(tops)
     if bool(left.any()):  # a poor estimate: take the exact spectra
@@ -170,12 +170,6 @@ def _power_estimate(mats, *, block=4, check_every=4, max_iter=40, rtol=1e-6):
 
 
 def _certify_below(mats, mu):
-    """Return True if ``lambda_max(A) < mu`` is proved for every matrix ``A``."""
-    mu = torch.as_tensor(mu, dtype=torch.float64).expand(mats.shape[0])
-    return bool(_certify_each_below(mats, mu).all())
-
-
-def _certify_each_below(mats, mu):
     """Whether ``lambda_max(A_i) < mu_i`` is proved, per matrix; (batch,) bool.
 
     ``mu I - A`` is positive definite exactly when ``lambda_max(A) < mu``.
