@@ -20,6 +20,7 @@ Prints and writes benchmarks/results/inverse_speed.md, from one run:
 """
 
 import argparse
+import math
 import platform
 import subprocess
 import sys
@@ -100,15 +101,17 @@ def _per_evoked(fwd, model, device, n_times, sfreq, repeat):
     inv = prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="sLORETA")
     prepared = mne_mmnet.make_mmnet_inverse(evoked.info, fwd, model, device=device)
     mne_mmnet.apply_mmnet_inverse(evoked, fwd, model, device=device)  # warm up
-    by_name = _best_of(
+    calls = (
         lambda: mne_mmnet.apply_mmnet_inverse(evoked, fwd, model, device=device),
-        repeat,
+        lambda: mne_mmnet.apply_mmnet_inverse(evoked, prepared),
+        lambda: apply_inverse(evoked, inv, 1 / 9, "sLORETA", prepared=True),
     )
-    with_op = _best_of(lambda: mne_mmnet.apply_mmnet_inverse(evoked, prepared), repeat)
-    slor = _best_of(
-        lambda: apply_inverse(evoked, inv, 1 / 9, "sLORETA", prepared=True), repeat
-    )
-    return by_name, with_op, slor
+    # interleaved, so that a change of load touches the three alike
+    best = [math.inf] * len(calls)
+    for _ in range(repeat):
+        for k, call in enumerate(calls):
+            best[k] = min(best[k], _best_of(call, 1))
+    return tuple(best)
 
 
 def _matmul_gflops(n=2048, repeat=5):
@@ -189,7 +192,8 @@ def main(argv=None):
         f"`python benchmarks/bench_inverse_speed.py --model {args.model} --device "
         f"{args.device} --n-epochs {args.n_epochs} --repeat {args.repeat}`: "
         f"{name}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; best of {args.repeat}; 90 channels.",
+        f"{torch.get_num_threads()} threads; best of {args.repeat} (the three "
+        f"methods' calls interleaved); 90 channels.",
         "",
         f"First call in a fresh process (T = 64; loads the model, computes its "
         f"certified layer norms and the start kernel): **{cold_first:.1f} s**; "

@@ -107,13 +107,13 @@ def test_pruned_length_search_takes_the_same_steps(odd, monkeypatch):
 
     L, prior, x, y, _ = _problems(12, 60, with_prior=True, odd=odd)
     bounded = []
-    curvatures = mm.segment_curvatures
 
-    def counting(x_, update, L_, lengths, **kwargs):
-        bounded.append(lengths.shape[-1])
-        return curvatures(x_, update, L_, lengths, **kwargs)
+    class Counting(mm.SegmentMajorant):
+        def __call__(self, lengths):
+            bounded.append(lengths.shape[-1])
+            return super().__call__(lengths)
 
-    monkeypatch.setattr(mm, "segment_curvatures", counting)
+    monkeypatch.setattr(mm, "SegmentMajorant", Counting)
     runs = {}
     for group in (len(mm.CERTIFY_LENGTHS), mm.CERTIFY_GROUP):
         monkeypatch.setattr(mm, "CERTIFY_GROUP", group)

@@ -113,6 +113,72 @@ def test_descent_other_steps(bound, step):
     assert trace.total[-1].mean() < trace.total[0].mean()
 
 
+def test_kept_gradient_graph_gives_the_exact_curvature_product():
+    """d'Hd from the energy pass's kept graph equals a fresh Hessian-vector
+    product, and both equal the exact Hessian's quadratic form (small problem)."""
+    from mne_mmnet.solver.mm import _directional_curvature, _evaluate
+
+    gen = torch.Generator().manual_seed(4)
+    L = torch.randn(6, 9, generator=gen, dtype=torch.float64)
+    prior = SoftReLUAutoencoder(9, (5,), eps=0.2, seed=4, odd=True).double()
+    x = normalize_sources(torch.randn(3, 9, 2, generator=gen, dtype=torch.float64))
+    y = torch.randn(3, 6, 2, generator=gen, dtype=torch.float64)
+    d = torch.randn(3, 9, 2, generator=gen, dtype=torch.float64)
+    terms, grad, _, graph = _evaluate(
+        x, y, L, prior, 0.7, create_graph=False, keep_graph=True
+    )
+    assert not grad.requires_grad and not terms.total.requires_grad
+    kept = _directional_curvature(x, y, L, prior, 0.7, d, graph)
+    fresh = _directional_curvature(x, y, L, prior, 0.7, d)
+    assert torch.equal(kept, fresh)
+    for k in range(3):
+
+        def energy_k(v, y_k=y[k : k + 1]):
+            return energy(v[None], y_k, L, prior=prior, lam=0.7).total[0]
+
+        hess = torch.autograd.functional.hessian(energy_k, x[k]).reshape(18, 18)
+        exact = d[k].flatten() @ hess @ d[k].flatten()
+        torch.testing.assert_close(kept[k], exact, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("guarantee", ["checked", "certified"])
+def test_reused_gradient_graph_takes_the_same_steps(guarantee, monkeypatch):
+    """On the CPU the curvature product of an accepted step reuses its energy
+    pass (fewer passes); with rejections it falls back; same iterates bit for bit."""
+    import mne_mmnet.solver.mm as mm
+
+    gen = torch.Generator().manual_seed(2)
+    L = torch.randn(15, 40, generator=gen)
+    prior = SoftReLUAutoencoder(40, (8,), eps=0.2, seed=2, odd=True)
+    x0 = torch.randn(20, 40, 6, generator=gen)
+    y = torch.randn(20, 15, 6, generator=gen)
+    evaluate, passes = mm._evaluate, []
+
+    def counting(*args, keep_graph, **kwargs):
+        passes.append(1)
+        return evaluate(*args, keep_graph=keep_graph and reuse, **kwargs)
+
+    def fresh_passes(x, y, L, prior, lam, direction, graph=None):
+        passes.append(graph is None)  # a fresh energy and gradient pass
+        return curvature(x, y, L, prior, lam, direction, graph)
+
+    curvature = mm._directional_curvature
+    monkeypatch.setattr(mm, "_evaluate", counting)
+    monkeypatch.setattr(mm, "_directional_curvature", fresh_passes)
+    runs = {}
+    for reuse in (False, True):
+        passes.clear()
+        x, trace = _run(x0, y, L, prior, step="directional", gamma=1.999, n_iter=6,
+                        guarantee=guarantee)  # fmt: skip
+        runs[reuse] = x, trace, sum(passes)
+    (x_off, trace_off, n_off), (x_on, trace_on, n_on) = runs.values()
+    assert torch.equal(x_off, x_on)
+    assert torch.equal(trace_off.total, trace_on.total)
+    if guarantee == "checked":  # some rejections: the fallback ran
+        assert bool(trace_on.safeguard.any())
+    assert n_on < n_off
+
+
 def test_projection_of_learned_curvature():
     gen = torch.Generator().manual_seed(2)
     L = torch.randn(15, 40, generator=gen, dtype=torch.float64)

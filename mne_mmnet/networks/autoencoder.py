@@ -224,11 +224,35 @@ class SoftReLUAutoencoder(nn.Module):
         phi_remainder : torch.Tensor, shape (batch, n_lengths)
             ``R_Phi`` (``inf`` where a remainder overflows).
         """
+        tangents, phi_tangent = self.segment_tangents(pre, tangent)
+        return phi_tangent, self.segment_remainder(
+            pre, tangents, remainder, lengths, layer_norms
+        )
+
+    def segment_tangents(self, pre, tangent):
+        """Return the tangents of :meth:`segment_expansion` (independent of ``l``).
+
+        The tangent of each layer's input ``[t_1, ..., t_N]`` (both passes
+        stacked for an odd prior) and ``J(z) t``: a step is bounded for
+        several sets of lengths with one forward-mode pass.
+        """
         if self.odd:
             tangent = torch.cat([tangent, -tangent])
+        tangents = []
+        for conv, z in zip(self.layers, pre):
+            tangents.append(tangent)
+            tangent = F.conv1d(
+                softrelu_grad(z, self.eps) * tangent, conv.weight,
+                padding=conv.padding[0],
+            )  # fmt: skip
+        return tangents, self._fold(tangent)
+
+    def segment_remainder(self, pre, tangents, remainder, lengths, layer_norms):
+        """``R_Phi`` of :meth:`segment_expansion` from :meth:`segment_tangents`."""
+        if self.odd:
             remainder = torch.cat([remainder, remainder])
             lengths = torch.cat([lengths, lengths])
-        for layer, (conv, z) in enumerate(zip(self.layers, pre)):
+        for layer, (z, tangent) in enumerate(zip(pre, tangents)):
             size, magnitude = tangent.abs(), z.abs()
             second = []
             for k in range(lengths.shape[1]):
@@ -240,15 +264,10 @@ class SoftReLUAutoencoder(nn.Module):
                 term = peak * (size + half_r) ** 2
                 second.append(torch.sqrt(term.pow(2).flatten(1).sum(1)))
             remainder = layer_norms[layer] * (remainder + torch.stack(second, 1))
-            tangent = F.conv1d(
-                softrelu_grad(z, self.eps) * tangent, conv.weight,
-                padding=conv.padding[0],
-            )  # fmt: skip
         if self.odd:
-            half = tangent.shape[0] // 2
-            tangent = 0.5 * (tangent[:half] - tangent[half:])
+            half = remainder.shape[0] // 2
             remainder = 0.5 * (remainder[:half] + remainder[half:])
-        return tangent, remainder
+        return remainder
 
     def residual_curvature_bound(self, pre, w, layer_norms, *, vectors=None):
         """Bound of ``||sum_i w_i Hess Phi_i(z)||_2`` at one point, per sample.

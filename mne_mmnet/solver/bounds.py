@@ -54,7 +54,8 @@ def _check_analytic_prior(prior):
     """Check that the prior has the structure the analytic bound needs."""
     needed = (
         "conv_layers", "forward_with_preactivations", "operator_norms",
-        "jacobian_norm_bound", "residual_curvature_bound", "segment_expansion",
+        "jacobian_norm_bound", "residual_curvature_bound", "segment_tangents",
+        "segment_remainder",
     )  # fmt: skip
     missing = [name for name in needed if not hasattr(prior, name)]
     if missing:

@@ -2,7 +2,7 @@
 
 A step ``D`` proposed by the networks is certified by a quadratic majorant
 valid on a segment ``x - t D``, ``t <= l``
-(:func:`~mne_mmnet.solver.segment.segment_curvatures`). Shorter segments
+(:class:`~mne_mmnet.solver.segment.SegmentMajorant`). Shorter segments
 have tighter majorants but allow less decrease; :func:`_segment_majorant`
 searches the length whose majorant's minimum is lowest.
 """
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .segment import segment_curvatures
+from .segment import SegmentMajorant
 
 #: segment lengths (units of the proposed step) a certified step first tries:
 #: 1 down to 2**-30 by factors of 4
@@ -33,7 +33,7 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     Certifying: the majorant's curvature ``C_l`` is bounded on the segments
     ``x - t D``, ``t <= l``, for the lengths ``l`` of :data:`CERTIFY_LENGTHS`
     and then for :data:`REFINE_FACTORS` times the best of them (at most 1;
-    :func:`~mne_mmnet.solver.segment.segment_curvatures`); on each, the
+    :class:`~mne_mmnet.solver.segment.SegmentMajorant`); on each, the
     majorant ``u(x) - t g.D + t^2 C_l / 2`` is minimised in closed form, and
     the length whose minimum is lowest is taken (on the CPU, lengths that
     cannot give the lowest are not bounded: :func:`_coarse_curvatures`).
@@ -43,9 +43,9 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
 
-    def curvatures(lengths):
-        return segment_curvatures(x, step, L, lengths, prior=prior, state=state,
-                                  layer_norms=norms, lam=lam)  # fmt: skip
+    # one forward-mode pass of the prior for all the lengths bounded below
+    curvatures = SegmentMajorant(x, step, L, prior=prior, state=state,
+                                 layer_norms=norms, lam=lam)  # fmt: skip
 
     lengths, refine = lengths
     if refine is None:

@@ -67,41 +67,115 @@ def _unit_direction_bound(a, b, lengths):
 
     ``inf`` where the segment passes through 0.
     """
-    bb = _sq_norm(b)
-    w_min = _min_sq_norm_on_segments(_sq_norm(a), _dot(a, b), bb, lengths)
-    tiny = torch.finfo(a.dtype).tiny
+    return _line_bound(_sq_norm(a), _dot(a, b), _sq_norm(b), lengths)
+
+
+def _line_bound(aa, ab, bb, lengths):
+    """:func:`_unit_direction_bound` from ``|a|^2``, ``a.b`` and ``|b|^2``."""
+    w_min = _min_sq_norm_on_segments(aa, ab, bb, lengths)
+    tiny = torch.finfo(aa.dtype).tiny
     bound = _LINE_CURVATURE * bb[:, None] / w_min.clamp_min(tiny)
     return torch.where(w_min > 0, bound, torch.full_like(bound, math.inf))
 
 
-def _prior_segment_bounds(x, update, lengths, prior, state, layer_norms):
-    """``C_l`` of the prior term ``1 - <e, Phi(r e)> / |Phi|``, (batch, k)."""
-    r = math.sqrt(x[0].numel())
-    x_norm = torch.sqrt(_sq_norm(x))[:, None, None]
-    e0 = x / x_norm
-    # e(s) = e0 + s e1 + rho_e(s), |rho_e| <= s^2 r_e / 2
-    e1 = -(update - _dot(e0, update)[:, None, None] * e0) / x_norm
-    r_e = _unit_direction_bound(x, update, lengths)
-    norms = layer_norms.to(device=x.device, dtype=x.dtype)
-    phi = state.phi
-    phi1, r_phi = prior.segment_expansion(state.pre, r * e1, r * r_e, lengths, norms)
-    phi_norm = torch.sqrt(_sq_norm(phi))
-    cos = _dot(e0, phi) / phi_norm
-    sin = torch.sqrt((1.0 - cos * cos).clamp_min(0.0))
-    half = 0.5 * lengths
-    # |Delta e| <= s d_e, |Delta Phi| <= s d_phi on [0, l]
-    d_e = torch.sqrt(_sq_norm(e1))[:, None] + half * r_e
-    d_phi = torch.sqrt(_sq_norm(phi1))[:, None] + half * r_phi
-    phi_min = phi_norm[:, None] - lengths * d_phi
-    ok = torch.isfinite(r_e) & torch.isfinite(r_phi) & (phi_min > 0)
-    phi_min = torch.where(ok, phi_min, torch.ones_like(phi_min))
-    bound = (
-        r_e
-        + (sin / phi_norm)[:, None] * r_phi
-        + 2.0 * d_e * d_phi / phi_min
-        + (2.0 / _SQRT3) * d_phi * d_phi / (phi_min * phi_min)
-    )
-    return torch.where(ok, bound, torch.full_like(bound, math.inf))
+class _Line:
+    """A line ``w(s) = a - s b`` through its products, for any lengths."""
+
+    def __init__(self, a, b):
+        self.products = (_sq_norm(a), _dot(a, b), _sq_norm(b))
+
+    def bound(self, lengths):
+        return _line_bound(*self.products, lengths)
+
+
+class _PriorSegment:
+    """The prior term's expansion along one step; :meth:`bound` for any lengths.
+
+    The prior term is ``1 - <e, Phi(r e)> / |Phi|`` on the unit direction
+    ``e(s) = x(s) / |x(s)|``; what does not depend on the segment length
+    (the tangents of ``e`` and of ``Phi``, one forward-mode pass) is
+    computed once.
+    """
+
+    def __init__(self, x, update, prior, state, layer_norms):
+        self.r = math.sqrt(x[0].numel())
+        x_norm = torch.sqrt(_sq_norm(x))[:, None, None]
+        e0 = x / x_norm
+        # e(s) = e0 + s e1 + rho_e(s), |rho_e| <= s^2 r_e / 2
+        e1 = -(update - _dot(e0, update)[:, None, None] * e0) / x_norm
+        self.line = _Line(x, update)
+        self.norms = layer_norms.to(device=x.device, dtype=x.dtype)
+        self.prior, self.pre = prior, state.pre
+        self.tangents, phi1 = prior.segment_tangents(state.pre, self.r * e1)
+        phi = state.phi
+        self.phi_norm = torch.sqrt(_sq_norm(phi))
+        cos = _dot(e0, phi) / self.phi_norm
+        self.sin = torch.sqrt((1.0 - cos * cos).clamp_min(0.0))
+        self.e1_norm = torch.sqrt(_sq_norm(e1))[:, None]
+        self.phi1_norm = torch.sqrt(_sq_norm(phi1))[:, None]
+
+    def bound(self, lengths):
+        """``C_l`` of the prior term, (batch, k)."""
+        r_e = self.line.bound(lengths)
+        r_phi = self.prior.segment_remainder(
+            self.pre, self.tangents, self.r * r_e, lengths, self.norms
+        )
+        half = 0.5 * lengths
+        # |Delta e| <= s d_e, |Delta Phi| <= s d_phi on [0, l]
+        d_e = self.e1_norm + half * r_e
+        d_phi = self.phi1_norm + half * r_phi
+        phi_min = self.phi_norm[:, None] - lengths * d_phi
+        ok = torch.isfinite(r_e) & torch.isfinite(r_phi) & (phi_min > 0)
+        phi_min = torch.where(ok, phi_min, torch.ones_like(phi_min))
+        bound = (
+            r_e
+            + (self.sin / self.phi_norm)[:, None] * r_phi
+            + 2.0 * d_e * d_phi / phi_min
+            + (2.0 / _SQRT3) * d_phi * d_phi / (phi_min * phi_min)
+        )
+        return torch.where(ok, bound, torch.full_like(bound, math.inf))
+
+
+class SegmentMajorant:
+    """The majorant's curvature along one step ``D``, for any segment lengths.
+
+    ``SegmentMajorant(x, update, L, ...)(lengths)`` is
+    :func:`segment_curvatures`; what does not depend on the lengths (the
+    data's line ``L x - s L D``, the tangents of the prior's expansion) is
+    computed once, so several sets of lengths cost one forward-mode pass of
+    the prior in all. Parameters as :func:`segment_curvatures`.
+    """
+
+    def __init__(self, x, update, L, *, prior, state, layer_norms, lam):
+        with torch.no_grad():  # a constant of the step (no graph through it)
+            x, update, L = x.detach(), update.detach(), L.detach()
+            self.x, self.lam = x, lam
+            self.data = _Line(torch.matmul(L, x), torch.matmul(L, update))
+            self.prior = None
+            self.no_prior_bound = False
+            if prior is not None and lam > 0:
+                usable = (
+                    layer_norms is not None and state is not None
+                    and getattr(state, "pre", None) is not None
+                    and hasattr(prior, "segment_tangents")
+                )  # fmt: skip
+                if usable:
+                    self.prior = _PriorSegment(x, update, prior, state, layer_norms)
+                else:
+                    self.no_prior_bound = True
+
+    def __call__(self, lengths):
+        """``C_l l^2`` for ``lengths`` of shape (n_lengths,) or (batch, n_lengths)."""
+        with torch.no_grad():
+            x = self.x
+            lengths = lengths.to(device=x.device, dtype=x.dtype)
+            lengths = lengths.expand(x.shape[0], lengths.shape[-1])
+            mu = self.data.bound(lengths)
+            if self.prior is not None:
+                mu = mu + self.lam * self.prior.bound(lengths)
+            elif self.no_prior_bound:
+                mu = torch.full_like(mu, math.inf)
+            return mu * lengths**2
 
 
 def segment_curvatures(x, update, L, lengths, *, prior, state, layer_norms, lam):
@@ -132,30 +206,9 @@ def segment_curvatures(x, update, L, lengths, *, prior, state, layer_norms, lam)
         ``t in [0, 1]`` (``inf`` where no bound is available, e.g. when the
         segment passes too close to the null space of ``L``).
     """
-    with torch.no_grad():  # a constant of the step (no graph through it)
-        return _segment_curvatures(
-            x.detach(), update.detach(), L.detach(), lengths, prior, state,
-            layer_norms, lam,
-        )  # fmt: skip
-
-
-def _segment_curvatures(x, update, L, lengths, prior, state, layer_norms, lam):
-    lengths = lengths.to(device=x.device, dtype=x.dtype)
-    lengths = lengths.expand(x.shape[0], lengths.shape[-1])
-    mu = _unit_direction_bound(torch.matmul(L, x), torch.matmul(L, update), lengths)
-    if prior is not None and lam > 0:
-        usable = (
-            layer_norms is not None and state is not None
-            and getattr(state, "pre", None) is not None
-            and hasattr(prior, "segment_expansion")
-        )  # fmt: skip
-        if usable:
-            mu = mu + lam * _prior_segment_bounds(
-                x, update, lengths, prior, state, layer_norms
-            )
-        else:
-            mu = torch.full_like(mu, math.inf)
-    return mu * lengths**2
+    majorant = SegmentMajorant(x, update, L, prior=prior, state=state,
+                               layer_norms=layer_norms, lam=lam)  # fmt: skip
+    return majorant(lengths)
 
 
 def segment_curvature(x, update, L, *, prior, state, layer_norms, lam):
