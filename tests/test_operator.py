@@ -44,8 +44,46 @@ def test_prepared_inverse_equals_one_line_call(fwd):
         apply_mmnet_inverse(other, inv)
 
 
+def test_calls_by_name_reuse_their_prepared_inverse(fwd, monkeypatch):
+    """The second call by name prepares nothing; an edited forward or another
+    channel set is prepared again (compared by content, not identity)."""
+    _operator._OPERATORS.clear()
+    made = []
+    init = _operator.MMNetInverse.__init__
+
+    def counting(self, **kwargs):
+        made.append(kwargs["leadfield"])
+        init(self, **kwargs)
+
+    monkeypatch.setattr(_operator.MMNetInverse, "__init__", counting)
+    evoked = _evoked(n_times=24)
+    first = apply_mmnet_inverse(evoked, fwd, "sereega", device="cpu", verbose=False)
+    again = apply_mmnet_inverse(evoked, fwd, "sereega", device="cpu", verbose=False)
+    assert len(made) == 1
+    np.testing.assert_array_equal(first.data, again.data)
+    edited = fwd.copy()
+    edited["sol"]["data"] = edited["sol"]["data"].copy()
+    edited["sol"]["data"][:, :300] *= 0.5
+    other = apply_mmnet_inverse(evoked, edited, "sereega", device="cpu", verbose=False)
+    assert len(made) == 2
+    assert np.abs(other.data - first.data).max() > 1e-3 * np.abs(first.data).max()
+    edited["sol"]["data"][:, 300:600] *= 0.25  # edited in place: prepared again
+    apply_mmnet_inverse(evoked, edited, "sereega", device="cpu", verbose=False)
+    assert len(made) == 3
+    edited["sol"]["data"][:, :300] *= 2.0  # back to fwd's content: reused
+    edited["sol"]["data"][:, 300:600] *= 4.0
+    back = apply_mmnet_inverse(evoked, edited, "sereega", device="cpu", verbose=False)
+    assert len(made) == 3
+    np.testing.assert_array_equal(back.data, first.data)
+    evoked.info["bads"] = [evoked.ch_names[5]]
+    apply_mmnet_inverse(evoked, fwd, "sereega", device="cpu", verbose=False)
+    assert len(made) == 4 and made[-1].shape[0] == len(evoked.ch_names) - 1
+    assert len(_operator._OPERATORS) == 4
+
+
 def test_threads_share_one_freshly_loaded_model(fwd):
     _operator._MODELS.clear()  # fresh: the first calls race to load it
+    _operator._OPERATORS.clear()
     evoked = _evoked(n_times=24)
     results, errors = [None] * 8, []
 

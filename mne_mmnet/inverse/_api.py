@@ -131,7 +131,7 @@ def _operator_for(info, fwd, model, device, name, subjects_dir):
             )
         return fwd
     return _make_operator(
-        info, fwd, model, device, name=name, subjects_dir=subjects_dir
+        info, fwd, model, device, name=name, subjects_dir=subjects_dir, reuse=True
     )
 
 

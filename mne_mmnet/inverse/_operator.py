@@ -8,7 +8,9 @@ place of the forward.
 """
 
 import copy
+import hashlib
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,11 @@ from ._prepare import (
 _MODELS = {}
 _MODELS_LOCK = threading.Lock()
 _DOUBLE_LOCK = threading.Lock()
+#: prepared inverses of the calls by name, the most recently used last
+_OPERATORS = OrderedDict()
+_OPERATORS_LOCK = threading.Lock()
+#: how many of them are kept (about 1.5 MB each besides the shared model)
+_MAX_OPERATORS = 8
 
 
 class MMNetInverse:
@@ -203,13 +210,28 @@ def make_mmnet_inverse(
     )
 
 
-def _make_operator(info, fwd, model, device, *, name, subjects_dir=None):
+def _make_operator(info, fwd, model, device, *, name, subjects_dir=None, reuse=False):
+    """Check the inputs and prepare the inverse.
+
+    With ``reuse`` (the calls by name), an inverse prepared earlier for the
+    same model, device, channels, projectors and leadfield rows is returned
+    (compared by content, so an edited forward is prepared again); every
+    check runs on every call.
+    """
     device = _get_device(device)
     _, ch_names = _pick_eeg(info, name)
     proj, reference = _reference_projector(info, ch_names, name)
     _validate_type(fwd, Forward, "fwd", "mne.Forward or MMNetInverse")
     rows = _match_channels(info, ch_names, fwd, name)
     gain, vertices, subject = _prepare_leadfield(fwd, rows, subjects_dir)
+    key = None
+    if reuse:
+        key = _operator_key(model, device, ch_names, proj, gain, vertices, subject)
+    if key is not None:
+        with _OPERATORS_LOCK:
+            if key in _OPERATORS:
+                _OPERATORS.move_to_end(key)
+                return _OPERATORS[key]
     net = _resolve_model(model, device)
     if net is not None and (net.bound is None or not net.safeguard):
         logger.info(
@@ -218,8 +240,30 @@ def _make_operator(info, fwd, model, device, *, name, subjects_dir=None):
             "descent guarantee."
         )
     label = model if isinstance(model, str | Path) or model is None else "custom"
-    return MMNetInverse(
+    inv = MMNetInverse(
         net=net, ch_names=ch_names, proj=proj, leadfield=proj @ gain,
         vertices=vertices, subject=subject, device=device, reference=reference,
         model_name=str(label),
     )  # fmt: skip
+    if key is not None:
+        with _OPERATORS_LOCK:
+            inv = _OPERATORS.setdefault(key, inv)
+            while len(_OPERATORS) > _MAX_OPERATORS:
+                _OPERATORS.popitem(last=False)
+    return inv
+
+
+def _operator_key(model, device, ch_names, proj, gain, vertices, subject):
+    """Return what a prepared inverse depends on, hashed (None: a model object)."""
+    if isinstance(model, str | Path) and model not in _MODEL_NAMES:
+        if not Path(model).expanduser().is_file():
+            return None  # not a model: _resolve_model says so
+    model_key = _model_key(model, device) if model is not None else ("none",)
+    if model_key is None:  # a module may be changed between calls
+        return None
+    digest = hashlib.blake2b(digest_size=20)
+    for array in (proj, gain, *vertices):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.view(np.uint8))
+    return (*model_key, str(device), tuple(ch_names), subject, digest.hexdigest())
