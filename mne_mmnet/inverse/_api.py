@@ -98,6 +98,12 @@ def apply_mmnet_inverse(
     Recordings longer than 2,048 samples are solved in overlapping windows
     of 512 samples (64 overlap, linear cross-fades), so memory stays bounded.
 
+    A call with a forward keeps the inverse it prepares (model, referenced
+    leadfield rows, start kernel; the 8 most recent, matched by model,
+    device, channels and the content of the projectors and leadfield), so
+    later calls on the same channels only run the checks;
+    :func:`~mne_mmnet.make_mmnet_inverse` prepares one explicitly.
+
     References
     ----------
     .. footbibliography::
