@@ -8,7 +8,8 @@ model file, with solver settings overridden on a copy (``init``,
 ``guarantee``, ``n_iter``, ``step``, ...; numbers are read as numbers).
 DIR is a test set written by ``mne-mmnet simulate`` (e.g. Table I's NMM
 set). Scores every variant with the benchmark's metrics
-(:func:`mne_mmnet.bench.run_benchmark`) and prints, per variant, mean LE
+(:func:`mne_mmnet.bench.run_benchmark`; ``--crop START STOP`` keeps a
+window of every epoch) and prints, per variant, mean LE
 (mm, order-5 neighbourhood of the seed), AUC (%) and the paired difference
 in LE to the first variant with its standard error. A diagnosis tool: the
 benchmark tables come from ``mne-mmnet benchmark``.
@@ -59,6 +60,10 @@ def main():
     parser.add_argument("-n", "--n-samples", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--crop", type=int, nargs=2, metavar=("START", "STOP"),
+        help="keep samples START:STOP of every epoch (data and sources)",
+    )  # fmt: skip
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     from mne_mmnet.bench import register_method, run_benchmark
@@ -68,6 +73,9 @@ def main():
     sim = load_simulation(opts.data)
     if opts.n_samples is not None:
         sim = sim.subset(range(min(opts.n_samples, len(sim))))
+    if opts.crop is not None:
+        window = slice(*opts.crop)
+        sim.eeg, sim.sources = sim.eeg[..., window], sim.sources[..., window]
     names = []
     for spec in opts.specs:
         label, model, settings = _parse(spec)
@@ -78,7 +86,7 @@ def main():
         methods=names, batch_size=opts.batch_size, progress=False, verbose=False,
     )  # fmt: skip
     first = results["methods"][names[0]]["scores"]["localization_error"]
-    print(f"{opts.data}: {len(sim)} samples")
+    print(f"{opts.data}: {len(sim)} samples of {sim.eeg.shape[-1]} time points")
     for name in names:
         entry = results["methods"][name]
         le = entry["scores"]["localization_error"]
