@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from mne_mmnet import read_template_forward
 from mne_mmnet.simulation import simulate_broad
@@ -138,6 +139,29 @@ def test_focal_batches_hold_only_small_patches():
     assert all(b["info"]["orders"] == (0, 5) for b in plain)
     drawn = np.concatenate([b["sim"].sample_params["orders"].ravel() for b in plain])
     assert drawn.max() >= 3
+
+
+def test_neural_mass_batches_on_request():
+    """nmm_prob draws batches from the neural-mass simulator at a rate it
+    supports, on the template; without it the draws are those of before."""
+    from mne_mmnet.training import broad
+
+    ranges = dict(nmm_prob=1.0, n_times=(40, 40), sfreq=(300.0, 300.0))
+    batch = broad.draw_batch(3, 0, 3, ranges=ranges)
+    assert batch["info"]["orders"] == "nmm"
+    assert batch["info"]["sfreq"] == 250.0  # the nearest of its rates (log scale)
+    assert batch["info"]["variant"] is None
+    assert batch["y"].shape[0] == 3 and batch["y"].shape[-1] == 40
+    assert batch["sim"].sfreq == 250.0 and batch["sim"].sources.shape[-1] == 40
+    assert np.isfinite(batch["y"].numpy()).all() and batch["x_gt"].abs().max() > 0
+    # the share is a probability: about half of 20 batches
+    half = dict(ranges, nmm_prob=0.5)
+    kinds = [broad.draw_batch(3, k, 1, ranges=half)["info"] for k in range(20)]
+    kinds = [info["orders"] for info in kinds]
+    assert 4 <= kinds.count("nmm") <= 16
+    before = broad.draw_batch(3, 0, 2, ranges=dict(variant_prob=0.0))
+    zero = broad.draw_batch(3, 0, 2, ranges=dict(variant_prob=0.0, nmm_prob=0.0))
+    assert torch.equal(before["y"], zero["y"])
 
 
 def test_sphere_variant_builds_and_caches(tmp_path, monkeypatch, leadfield):

@@ -6,7 +6,8 @@
 Loads the shipped ``broad`` (or ``--model``), simulates ``--train-batches``
 and ``--val-batches`` batches of 16 from the broad simulator
 (:data:`mne_mmnet.training.gate.GATE_BATCHES`: a third of them focal, seeds
-``seed`` and ``seed + 1``), measures the global LE of both starts (the
+``seed`` and ``seed + 1``; ``--nmm-prob``: that share of the batches from
+the neural-mass simulator instead), measures the global LE of both starts (the
 sparse subspace scan and the prior's output at the sLORETA estimate), fits
 :class:`mne_mmnet.networks.StartGate` with
 :func:`mne_mmnet.training.gate.fit_start_gate` and writes OUT/model.pt: the
@@ -32,18 +33,21 @@ import torch
 
 
 def _examples(job):
-    model_name, seed, first, count = job
+    model_name, seed, first, count, ranges = job
     torch.set_num_threads(1)
     from mne_mmnet.pretrained import load_model
     from mne_mmnet.training.gate import gate_examples
 
     net = load_model(model_name, verbose=False)
-    return gate_examples(net, seed=seed, n_batches=count, first_batch=first)
+    return gate_examples(
+        net, seed=seed, n_batches=count, first_batch=first, ranges=ranges
+    )
 
 
-def _simulate(model_name, seed, n_batches, workers):
+def _simulate(model_name, seed, n_batches, workers, ranges):
     edges = np.linspace(0, n_batches, workers + 1).astype(int)
-    jobs = [(model_name, seed, int(a), int(b - a)) for a, b in zip(edges, edges[1:])]
+    jobs = [(model_name, seed, int(a), int(b - a), ranges)
+            for a, b in zip(edges, edges[1:])]  # fmt: skip
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_examples, jobs))
     return dict(
@@ -83,6 +87,10 @@ def main():
     parser.add_argument("--hidden", default="32,32")
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--weight-decay", type=float, default=1e-3)
+    parser.add_argument(
+        "--nmm-prob", type=float, default=0.0,
+        help="share of batches from the neural-mass simulator",
+    )  # fmt: skip
     parser.add_argument("--refit", action="store_true", help="reuse OUT/examples.pt")
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--ship-as", default="broad", help="shipped name (--ship)")
@@ -93,15 +101,18 @@ def main():
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = opts.out / "examples.pt"
     start = time.time()
-    sim_args = ("model", "train_batches", "val_batches", "seed")
+    sim_args = ("model", "train_batches", "val_batches", "seed", "nmm_prob")
     if opts.refit:  # the examples and the options that simulated them
         saved = torch.load(cache, weights_only=False)
         train, val = saved["train"], saved["val"]
         for key in sim_args:
-            setattr(opts, key, saved["options"][key])
-    else:
-        train = _simulate(opts.model, opts.seed, opts.train_batches, opts.workers)
-        val = _simulate(opts.model, opts.seed + 1, opts.val_batches, opts.workers)
+            setattr(opts, key, saved["options"].get(key, 0.0))
+    ranges = dict(GATE_BATCHES, nmm_prob=opts.nmm_prob)
+    if not opts.refit:
+        train = _simulate(opts.model, opts.seed, opts.train_batches, opts.workers,
+                          ranges)  # fmt: skip
+        val = _simulate(opts.model, opts.seed + 1, opts.val_batches, opts.workers,
+                        ranges)  # fmt: skip
         options = {key: getattr(opts, key) for key in sim_args}
         torch.save(dict(train=train, val=val, options=options), cache)
     minutes = (time.time() - start) / 60
@@ -122,7 +133,7 @@ def main():
             for k, v in vars(opts).items()
             if k not in ("out", "refit", "ship", "ship_as", "workers")
         ),  # fmt: skip
-        batches=dict(GATE_BATCHES, batch_size=16, seeds=[opts.seed, opts.seed + 1]),
+        batches=dict(ranges, batch_size=16, seeds=[opts.seed, opts.seed + 1]),
         history=history,
         train=_summary(gate, train),
         validation=_summary(gate, val),

@@ -11,7 +11,10 @@ batch's channels, with the average reference, as
 a batch holds only focal sources (patch orders ``sparse_orders``: single
 regions and their first neighbours), where a linear inverse such as sLORETA
 is already nearly exact and a prior fitted to extended patches would move the
-peak away.
+peak away. With probability ``nmm_prob`` a batch comes from the neural-mass
+simulator instead (:func:`mne_mmnet.simulation.simulate_nmm`: Jansen-Rit
+patches in a Jansen-Rit background, the template head, a sampling rate among
+those it supports, 0-20 dB).
 """
 
 import json
@@ -38,7 +41,10 @@ BROAD_BATCHES = dict(
     orders=(0, 5),
     sparse_prob=0.0,
     sparse_orders=(0, 1),
+    nmm_prob=0.0,
 )
+#: sampling rates of the neural-mass batches (its integration step is 0.5 ms)
+_NMM_RATES = (125.0, 200.0, 250.0, 400.0, 500.0, 1000.0)
 _VAL_SEED_OFFSET = 7_919
 
 
@@ -83,10 +89,16 @@ def draw_batch(
     # drawn only when asked for, so that older runs' batches stay the same
     if ranges["sparse_prob"] > 0 and rng.uniform() < ranges["sparse_prob"]:
         orders = tuple(int(o) for o in ranges["sparse_orders"])
-    sim = simulate_broad(
-        batch_size, seed=rng, sfreq=sfreq, n_times=n_times, baseline=baseline,
-        orders=orders, leadfield=leadfield, spike_banks=spike_banks, verbose=False,
-    )  # fmt: skip
+    # drawn only when asked for, so that older runs' batches stay the same
+    if ranges.get("nmm_prob", 0.0) > 0 and rng.uniform() < ranges["nmm_prob"]:
+        sim, sfreq, baseline, variant = _nmm_batch(batch_size, rng, sfreq, n_times)
+        orders = "nmm"
+    else:
+        sim = simulate_broad(
+            batch_size, seed=rng, sfreq=sfreq, n_times=n_times, baseline=baseline,
+            orders=orders, leadfield=leadfield, spike_banks=spike_banks,
+            verbose=False,
+        )  # fmt: skip
     y = torch.as_tensor(sim.eeg[:, channels], dtype=torch.float64)
     y = average_reference(y, 1).to(dtype)
     L = average_reference(torch.as_tensor(template[channels]), 0).to(dtype)
@@ -96,6 +108,19 @@ def draw_batch(
     )  # fmt: skip
     x_gt = torch.as_tensor(sim.sources).to(device=device, dtype=dtype)
     return dict(y=y.to(device), L=L.to(device), x_gt=x_gt, sim=sim, info=info)
+
+
+def _nmm_batch(batch_size, rng, sfreq, n_times):
+    """Simulate a neural-mass batch near ``sfreq``: (sim, sfreq, baseline, variant)."""
+    from ..simulation.nmm import simulate_nmm
+
+    rates = np.asarray(_NMM_RATES)
+    sfreq = float(rates[np.argmin(np.abs(np.log(rates / sfreq)))])
+    sim = simulate_nmm(
+        batch_size, seed=int(rng.integers(2**31)), sfreq=sfreq, n_times=n_times,
+        snr_db=float(rng.uniform(0.0, 20.0)), verbose=False,
+    )  # fmt: skip
+    return sim, sfreq, 0.0, None
 
 
 def _scores(x_hat, sim):
