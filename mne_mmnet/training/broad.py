@@ -89,7 +89,7 @@ def draw_batch(
     # drawn only when asked for, so that older runs' batches stay the same
     if ranges["sparse_prob"] > 0 and rng.uniform() < ranges["sparse_prob"]:
         orders = tuple(int(o) for o in ranges["sparse_orders"])
-    # drawn only when asked for, so that older runs' batches stay the same
+    # likewise drawn only when asked for
     if ranges.get("nmm_prob", 0.0) > 0 and rng.uniform() < ranges["nmm_prob"]:
         sim, sfreq, baseline, variant = _nmm_batch(batch_size, rng, sfreq, n_times)
         orders = "nmm"
