@@ -33,7 +33,7 @@ _DOUBLE_LOCK = threading.Lock()
 #: prepared inverses of the calls by name, the most recently used last
 _OPERATORS = OrderedDict()
 _OPERATORS_LOCK = threading.Lock()
-#: how many of them are kept (about 1.5 MB each besides the shared model)
+#: how many of them are kept (about 2 MB each besides the shared model)
 _MAX_OPERATORS = 8
 
 
@@ -226,7 +226,8 @@ def _make_operator(info, fwd, model, device, *, name, subjects_dir=None, reuse=F
     gain, vertices, subject = _prepare_leadfield(fwd, rows, subjects_dir)
     key = None
     if reuse:
-        key = _operator_key(model, device, ch_names, proj, gain, vertices, subject)
+        key = _operator_key(model, device, ch_names, (proj, gain, *vertices),
+                            (subject, reference))  # fmt: skip
     if key is not None:
         with _OPERATORS_LOCK:
             if key in _OPERATORS:
@@ -253,17 +254,21 @@ def _make_operator(info, fwd, model, device, *, name, subjects_dir=None, reuse=F
     return inv
 
 
-def _operator_key(model, device, ch_names, proj, gain, vertices, subject):
-    """Return what a prepared inverse depends on, hashed (None: a model object)."""
+def _operator_key(model, device, ch_names, arrays, labels):
+    """Return what a prepared inverse depends on, ``arrays`` hashed.
+
+    None for a model object (it may change between calls) or a model that
+    does not exist (:func:`_resolve_model` reports it).
+    """
     if isinstance(model, str | Path) and model not in _MODEL_NAMES:
         if not Path(model).expanduser().is_file():
-            return None  # not a model: _resolve_model says so
+            return None
     model_key = _model_key(model, device) if model is not None else ("none",)
-    if model_key is None:  # a module may be changed between calls
+    if model_key is None:
         return None
     digest = hashlib.blake2b(digest_size=20)
-    for array in (proj, gain, *vertices):
+    for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.view(np.uint8))
-    return (*model_key, str(device), tuple(ch_names), subject, digest.hexdigest())
+    return (*model_key, str(device), tuple(ch_names), *labels, digest.hexdigest())
