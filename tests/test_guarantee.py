@@ -182,13 +182,13 @@ def test_segment_bounds_for_many_lengths_match_one_segment_each():
 def test_unit_direction_curvature_bound_against_finite_differences():
     """sup |d^2/ds^2 (w/|w|)| <= (2/sqrt3) |b|^2 / min |w|^2 on w = a - s b,
     and the constant cannot be lowered (attained within 2%)."""
-    from mne_mmnet.solver.segment import _unit_direction_bound
+    from mne_mmnet.solver.segment import _Line
 
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(2000, 3, 1, generator=gen, dtype=torch.float64)
     b = torch.randn(2000, 3, 1, generator=gen, dtype=torch.float64)
     lengths = torch.tensor([0.05, 0.3], dtype=torch.float64)
-    bound = _unit_direction_bound(a, b, lengths)
+    bound = _Line(a, b).bound(lengths)
     h = 1e-4
     worst = torch.zeros(2000, 2, dtype=torch.float64)
     for k, length in enumerate(lengths):

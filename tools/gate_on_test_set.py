@@ -30,8 +30,7 @@ def main():
     from mne_mmnet.pretrained import load_model
     from mne_mmnet.problem import average_reference
     from mne_mmnet.simulation import load_simulation
-    from mne_mmnet.solver import linear_inverse_kernel, normalize_sources
-    from mne_mmnet.solver.subspace import subspace_scan
+    from mne_mmnet.training.gate import gate_starts
 
     sim = load_simulation(opts.data)
     if opts.n_samples is not None:
@@ -43,11 +42,8 @@ def main():
     L = average_reference(torch.as_tensor(fwd["sol"]["data"]), 0).float()
     y = average_reference(torch.as_tensor(sim.eeg, dtype=torch.float64), 1)
     y = (y / y.flatten(1).norm(dim=1)[:, None, None]).float()
+    sparse, prior_start, subspace = gate_starts(net.prior, y, L)
     with torch.no_grad():
-        kernel = linear_inverse_kernel(L.double(), method="sloreta").float()
-        prior_start = net.prior(normalize_sources(kernel @ y))
-        scan, subspace = subspace_scan(y, L, return_subspace=True)
-        sparse = normalize_sources(scan.float())
         weight = net.gate(sparse, prior_start, y, L, subspace=subspace).numpy()
 
     def global_le(x):

@@ -62,22 +62,6 @@ def _min_sq_norm_on_segments(aa, ad, dd, lengths):
     return (aa - 2 * t * ad + t * t * dd).clamp_min(0.0)
 
 
-def _unit_direction_bound(a, b, lengths):
-    """``sup_s |d^2/ds^2 (w/|w|)|`` on ``w(s) = a - s b``, ``s in [0, l]``; (batch, k).
-
-    ``inf`` where the segment passes through 0.
-    """
-    return _line_bound(_sq_norm(a), _dot(a, b), _sq_norm(b), lengths)
-
-
-def _line_bound(aa, ab, bb, lengths):
-    """:func:`_unit_direction_bound` from ``|a|^2``, ``a.b`` and ``|b|^2``."""
-    w_min = _min_sq_norm_on_segments(aa, ab, bb, lengths)
-    tiny = torch.finfo(aa.dtype).tiny
-    bound = _LINE_CURVATURE * bb[:, None] / w_min.clamp_min(tiny)
-    return torch.where(w_min > 0, bound, torch.full_like(bound, math.inf))
-
-
 class _Line:
     """A line ``w(s) = a - s b`` through its products, for any lengths."""
 
@@ -85,7 +69,15 @@ class _Line:
         self.products = (_sq_norm(a), _dot(a, b), _sq_norm(b))
 
     def bound(self, lengths):
-        return _line_bound(*self.products, lengths)
+        """``sup_s |d^2/ds^2 (w/|w|)|`` for ``s in [0, l]``; (batch, k).
+
+        ``inf`` where the segment passes through 0.
+        """
+        aa, ab, bb = self.products
+        w_min = _min_sq_norm_on_segments(aa, ab, bb, lengths)
+        tiny = torch.finfo(aa.dtype).tiny
+        bound = _LINE_CURVATURE * bb[:, None] / w_min.clamp_min(tiny)
+        return torch.where(w_min > 0, bound, torch.full_like(bound, math.inf))
 
 
 class _PriorSegment:

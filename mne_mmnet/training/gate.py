@@ -29,6 +29,20 @@ from .broad import _scores, draw_batch
 GATE_BATCHES = dict(sparse_prob=0.35)
 
 
+@torch.no_grad()
+def gate_starts(prior, y, L):
+    """Return the two starts the gate weighs, ``(s, Phi, subspace)``.
+
+    ``s`` is the sparse subspace-scan estimate (unit RMS), ``Phi`` the
+    prior's output at the sLORETA estimate, ``subspace`` the data's signal
+    subspace the gate's features read.
+    """
+    kernel = linear_inverse_kernel(L.double(), method="sloreta")
+    p = prior(normalize_sources((kernel @ y.double()).to(y.dtype)))
+    x_scan, subspace = subspace_scan(y, L, return_subspace=True)
+    return normalize_sources(x_scan), p, subspace
+
+
 def gate_examples(model, *, seed, n_batches, first_batch=0, batch_size=16,
                   ranges=None, progress=None):  # fmt: skip
     """Features of both starts and their global LE on fresh simulated batches.
@@ -61,12 +75,8 @@ def gate_examples(model, *, seed, n_batches, first_batch=0, batch_size=16,
     for k in range(int(first_batch), int(first_batch) + int(n_batches)):
         batch = draw_batch(seed, k, batch_size, ranges=ranges)
         y, L = batch["y"], batch["L"]
-        with torch.no_grad():
-            kernel = linear_inverse_kernel(L.double(), method="sloreta")
-            p = prior(normalize_sources((kernel @ y.double()).to(y.dtype)))
-            x_scan, subspace = subspace_scan(y, L, return_subspace=True)
-            s = normalize_sources(x_scan)
-            features.append(start_features(s, p, y, L, subspace=subspace))
+        s, p, subspace = gate_starts(prior, y, L)
+        features.append(start_features(s, p, y, L, subspace=subspace))
         le_s.append(_scores(s, batch["sim"])[0])
         le_p.append(_scores(p, batch["sim"])[0])
         if progress is not None:
