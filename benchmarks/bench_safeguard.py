@@ -23,10 +23,14 @@ benchmark's test seed) and writes benchmarks/results/safeguard.md:
   (4DVarNet, Meta-Curvature, ModGrad minimise the same energy, unguarded).
 
     python benchmarks/bench_safeguard.py [--baselines-dir pretrained_work/baselines]
-        [--n-sereega 100] [--n-nmm 16]
+        [--n-sereega 100] [--n-nmm 16] [--models broad]
+
+``--models``: measure only these shipped models and keep the other rows of
+the existing results file (after re-shipping one model).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import mne
@@ -69,8 +73,9 @@ def _mmnet_rows(data_name, y, gain, name, rows, sim, fwd, adjacency):
         taken = trace.step_ratio[trace.step_ratio > 0]
         size = f"{np.median(taken):.1e}" if taken.size else "–"
         share = _guaranteed_share(trace)
-        rows.append(
-            f"| {data_name} | {kind} ({name.removesuffix('-unprojected')}) "
+        model = f"{kind} ({name.removesuffix('-unprojected')})"
+        line = (
+            f"| {data_name} | {model} "
             f"| {label} | {trace.total.shape[0] - 1} | {guard} "
             f"| {100 * lab['certified']:.1f}% "
             f"| {100 * lab['checked']:.1f}% | {100 * lab['rejected']:.1f}% "
@@ -78,6 +83,7 @@ def _mmnet_rows(data_name, y, gain, name, rows, sim, fwd, adjacency):
             f"| {size} | {share} | {np.diff(trace.total, axis=0).max():.1e} "
             f"| {le:.2f} | {area:.2f} |"
         )
+        rows.append(((data_name, model), line))
 
 
 def _guaranteed_share(trace):
@@ -131,12 +137,43 @@ def _baseline_rows(data_name, y, gain, fname, row_name, rows):
         return
     total = trace["total"].numpy()
     rises = np.diff(total, axis=0)
-    rows.append(
+    line = (
         f"| {data_name} | {row_name} | none | {len(total) - 1} | no | 0.0% "
         f"| {100 * (rises <= 0).mean():.1f}% (unchecked) "
         f"| {100 * (rises > 0).mean():.1f}% (taken) | – | – | – | {rises.max():.1e} "
         "| – | – |"
     )
+    rows.append(((data_name, row_name), line))
+
+
+def _previous_tables(text):
+    """The two tables of an earlier results file: lists of ``((data, model), row)``."""
+    tables, current = [], None
+    for line in text.splitlines():
+        if line.startswith("| ---"):
+            current = []
+            tables.append(current)
+        elif current is not None and line.startswith("| "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            current.append(((cells[0], cells[1]), line))
+        else:
+            current = None
+    return tables
+
+
+def _merged(old, new):
+    """``old`` rows with every (data, model) that ``new`` holds replaced in place."""
+    fresh = {}
+    for key, line in new:
+        fresh.setdefault(key, []).append(line)
+    out, placed = [], set()
+    for key, line in old:
+        if key not in fresh:
+            out.append(line)
+        elif key not in placed:
+            out += fresh[key]
+            placed.add(key)
+    return out + [line for key, line in new if key not in placed]
 
 
 def main(argv=None):
@@ -144,7 +181,20 @@ def main(argv=None):
     parser.add_argument("--baselines-dir", type=Path, default=None)
     parser.add_argument("--n-sereega", type=int, default=100)
     parser.add_argument("--n-nmm", type=int, default=16)
+    parser.add_argument(
+        "--models", default=None,
+        help="comma-separated shipped models to measure (default: all); the "
+        "rows of the others are kept from the existing results file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python benchmarks/bench_safeguard.py", *given])
+    models = list(shipped_models())
+    if args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = sorted(set(models) - set(shipped_models()))
+        if unknown:
+            parser.error(f"unknown models {unknown}; shipped: {shipped_models()}")
     mne.set_log_level("ERROR")
     fwd = mne_mmnet.read_template_forward()
     gain = average_reference(fwd["sol"]["data"], 0)
@@ -157,10 +207,61 @@ def main(argv=None):
         ),
     }
     adjacency = mne_mmnet.read_template_adjacency()
-    rows = [
+    steps, ratios = _measure(args, sets, models, gain, fwd, adjacency)
+    previous = OUT.read_text() if OUT.is_file() else ""
+    if args.models is not None and previous:  # the other models' rows kept
+        old_steps, old_ratios = _previous_tables(previous)
+        steps, ratios = _merged(old_steps, steps), _merged(old_ratios, ratios)
+        first = previous.splitlines()[2].split("`")[1]
+        command = f"{first}`; rows of {', '.join(models)} from `{command}"
+    else:
+        steps, ratios = [line for _, line in steps], [line for _, line in ratios]
+    text = "\n".join(_header(command) + steps + _BOUND_HEADER + ratios) + "\n"
+    OUT.write_text(text)
+    print(text)
+
+
+def _measure(args, sets, models, gain, fwd, adjacency):
+    """Rows of the step table and of the bound table, as ``((data, model), row)``."""
+    baselines = []
+    if args.baselines_dir is not None:
+        baselines = _baseline_files(args.baselines_dir)
+    steps, ratios = [], []
+    for data_name, sim in sets.items():
+        y = average_reference(sim.eeg, 1)
+        for name in models:
+            done = len(steps)
+            _mmnet_rows(data_name, y, gain, name, steps, sim, fwd, adjacency)
+            print("\n".join(line for _, line in steps[done:]), flush=True)
+            if not name.endswith("-unprojected"):
+                med, low, high, data_ratio = _bound_ratio(y, gain, name)
+                line = (
+                    f"| {data_name} | {name} | {med:.0f} ({low:.0f}-{high:.0f}) "
+                    f"| {data_ratio:.2f} |"
+                )
+                ratios.append(((data_name, name), line))
+        for fname, label, domain in baselines:
+            _baseline_rows(data_name, y, gain, fname, f"{label} ({domain})", steps)
+    return steps, ratios
+
+
+_BOUND_HEADER = [
+    "",
+    "Analytic bound (Proposition 1, certified layer norms) over the largest "
+    "curvature of the energy (60 power iterations on Hessian-vector products) "
+    "on the template at the sLORETA start, 8 samples:",
+    "",
+    "| data | model | bound / curvature (median, min, max) | data term alone "
+    "(median) |",
+    "| --- | --- | --- | --- |",
+]
+
+
+def _header(command):
+    return [
         "# Certified, checked and rejected steps (5 dB)",
         "",
-        "`python benchmarks/bench_safeguard.py`. *Certified*: a quadratic majorant "
+        f"`{command}`. *Certified*: a quadratic majorant "
         "valid on the whole segment of the step proves descent "
         "(`mne_mmnet.solver.segment`); *checked*: accepted because its energy was "
         "evaluated and did not rise; *rejected*: it would raise the energy (kept "
@@ -179,38 +280,6 @@ def main(argv=None):
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- | --- |",
     ]
-    baselines = []
-    if args.baselines_dir is not None:
-        baselines = _baseline_files(args.baselines_dir)
-    ratios = []
-    for data_name, sim in sets.items():
-        y = average_reference(sim.eeg, 1)
-        for name in shipped_models():
-            done = len(rows)
-            _mmnet_rows(data_name, y, gain, name, rows, sim, fwd, adjacency)
-            print("\n".join(rows[done:]), flush=True)  # progress of a long run
-            if not name.endswith("-unprojected"):
-                ratios.append((data_name, name, *_bound_ratio(y, gain, name)))
-        for fname, label, domain in baselines:
-            _baseline_rows(data_name, y, gain, fname, f"{label} ({domain})", rows)
-    rows += [
-        "",
-        "Analytic bound (Proposition 1, certified layer norms) over the largest "
-        "curvature of the energy (60 power iterations on Hessian-vector products) "
-        "on the template at the sLORETA start, 8 samples:",
-        "",
-        "| data | model | bound / curvature (median, min, max) | data term alone "
-        "(median) |",
-        "| --- | --- | --- | --- |",
-    ]
-    for data_name, name, med, low, high, data_ratio in ratios:
-        rows.append(
-            f"| {data_name} | {name} | {med:.0f} ({low:.0f}-{high:.0f}) "
-            f"| {data_ratio:.2f} |"
-        )
-    text = "\n".join(rows) + "\n"
-    OUT.write_text(text)
-    print(text)
 
 
 if __name__ == "__main__":

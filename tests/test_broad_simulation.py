@@ -227,10 +227,10 @@ def test_focal_scenario_holds_single_regions_of_either_sign():
 
     # a scenario's test seed is its position: recorded rows stay valid only
     # while new scenarios are added at the end
-    assert list(SCENARIOS)[:14] == [
+    assert list(SCENARIOS)[:15] == [
         "paper", "negative", "two-patches", "three-patches", "snr-0", "snr-20",
         "epoch-256hz", "background", "spikes", "sphere-head", "conductivity",
-        "32-channels", "mne-dipoles", "focal",
+        "32-channels", "mne-dipoles", "focal", "sereega-16",
     ]  # fmt: skip
 
     sim, fwd = simulate_scenario("focal", 16, seed=1)
@@ -238,3 +238,16 @@ def test_focal_scenario_holds_single_regions_of_either_sign():
     assert np.all(active.sum(axis=1) == 1) and fwd["nchan"] == 90
     np.testing.assert_array_equal(np.flatnonzero(active[0]), sim.seeds[0, :1])
     assert set(np.sign(sim.sample_params["amplitudes"][:, 0]).tolist()) == {-1, 1}
+
+
+def test_short_window_scenario_comes_from_the_sereega_simulator():
+    """`sereega-16`: Table I SEREEGA samples of 16 time points on the template,
+    the same for the same seed."""
+    from mne_mmnet.bench.generalisation import simulate_scenario
+
+    sim, fwd = simulate_scenario("sereega-16", 4, seed=2)
+    again, _ = simulate_scenario("sereega-16", 4, seed=2)
+    assert sim.meta["kind"] == "sereega" and sim.eeg.shape == (4, 90, 16)
+    assert sim.sources.shape == (4, fwd["nsource"], 16) and fwd["nchan"] == 90
+    np.testing.assert_array_equal(sim.eeg, again.eeg)
+    assert sim.meta["scenario"] == "sereega-16"

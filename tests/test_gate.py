@@ -136,9 +136,38 @@ def test_train_gate_tool_writes_a_gated_model(tmp_path):
     assert val["n"] == 16 and record["batches"]["seeds"] == [3, 4]
     assert val["le_oracle"] <= min(val["le_linear"], val["le_prior"])
     assert "--train-batches 2 --val-batches 1" in record["command"]
+    # the gate it replaces (the shipped one) scored on the same examples
+    replaced = record["validation_of_replaced_gate"]
+    assert replaced["n"] == 16 and replaced["le_prior"] == val["le_prior"]
+    assert replaced["le_gate_expected"] != val["le_gate_expected"]
     # refitting reuses the examples and records the options that made them
     subprocess.run([sys.executable, str(tool), "--out", str(tmp_path), "--refit",
                     "--epochs", "5"], check=True, timeout=600)  # fmt: skip
     again = load_model(tmp_path / "model.pt", verbose=False).metadata["start_gate"]
     assert again["command"] == record["command"]
     assert again["validation"] == val
+    # a fit on the union of saved example sets: both sets' samples, in order
+    other = tmp_path / "other"
+    subprocess.run([sys.executable, str(tool), "--out", str(other), "--train-batches",
+                    "1", "--val-batches", "1", "--workers", "1", "--epochs", "5",
+                    "--seed", "5", "--n-times", "12", "20"],
+                   check=True, timeout=600)  # fmt: skip
+    shorter = torch.load(other / "examples.pt", weights_only=False)["options"]
+    assert shorter["n_times"] == [12, 20]
+    union = tmp_path / "union"
+    cache = [tmp_path / "examples.pt", other / "examples.pt"]
+    subprocess.run([sys.executable, str(tool), "--out", str(union), "--epochs", "5",
+                    "--examples", str(cache[0]), "--examples", str(cache[1])],
+                   check=True, timeout=600)  # fmt: skip
+    assert not (union / "examples.pt").exists()  # nothing simulated
+    joined = load_model(union / "model.pt", verbose=False).metadata["start_gate"]
+    assert joined["validation"]["n"] == 32 and joined["train"]["n"] == 48
+    sets = joined["batches"]["example_sets"]
+    assert [s["seed"] for s in sets] == [3, 5]
+    assert [s["train_batches"] for s in sets] == [2, 1]
+    assert [s.get("n_times") for s in sets] == [None, [12, 20]]
+    assert "--train-batches" not in joined["command"]
+    assert joined["command"].endswith(f"--examples {cache[0]} --examples {cache[1]}")
+    parts = [torch.load(c, weights_only=False)["val"] for c in cache]
+    expected = np.concatenate([p["le_prior"] for p in parts]).mean()
+    assert joined["validation"]["le_prior"] == pytest.approx(expected)

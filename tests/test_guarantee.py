@@ -207,32 +207,37 @@ def test_unit_direction_curvature_bound_against_finite_differences():
 def test_certified_mode_through_the_api(one_torch_thread):
     """The shipped default runs certified: every step a majorised step, the
     energy never rising, steps long enough to matter (a good share of the
-    checked mode's decrease) and an estimate close to the checked one."""
+    checked mode's decrease) and estimates close to the checked ones, on
+    epochs of the length it is benchmarked at (T = 64)."""
     import mne
 
     import mne_mmnet
 
     fwd = mne_mmnet.read_template_forward(verbose=False)
-    sim = mne_mmnet.simulate_sereega(2, seed=3, snr_db=10.0, fwd=fwd, n_times=16,
+    sim = mne_mmnet.simulate_sereega(4, seed=3, snr_db=10.0, fwd=fwd, n_times=64,
                                      verbose=False)  # fmt: skip
     info = mne.create_info(list(mne_mmnet.TEMPLATE_CH_NAMES), sim.sfreq, "eeg")
-    evoked = mne.EvokedArray(sim.eeg[0].astype(float), info)
     assert mne_mmnet.load_model("broad", verbose=False).guarantee == "certified"
-    stc, trace = mne_mmnet.apply_mmnet_inverse(
-        evoked, fwd, device="cpu", return_trace=True, verbose=False
-    )
-    assert trace.step_labels["certified"] == 1.0
-    assert (np.diff(trace.total, axis=0) <= 0).all()
-    checked, trace_checked = mne_mmnet.apply_mmnet_inverse(
-        evoked, fwd, guarantee="checked", device="cpu", return_trace=True,
-        verbose=False,
-    )  # fmt: skip
-    assert trace_checked.step_labels["checked"] > 0.5
-    decrease = float(trace.total[0, 0] - trace.total[-1, 0])
-    decrease_checked = float(trace_checked.total[0, 0] - trace_checked.total[-1, 0])
-    assert decrease > 0.2 * decrease_checked > 0  # measured: 0.56
-    corr = np.corrcoef(stc.data.ravel(), checked.data.ravel())[0, 1]
-    assert corr > 0.99
+    shares = []
+    for eeg in sim.eeg:
+        evoked = mne.EvokedArray(eeg.astype(float), info, verbose=False)
+        stc, trace = mne_mmnet.apply_mmnet_inverse(
+            evoked, fwd, device="cpu", return_trace=True, verbose=False
+        )
+        assert trace.step_labels["certified"] == 1.0
+        assert (np.diff(trace.total, axis=0) <= 0).all()
+        checked, trace_checked = mne_mmnet.apply_mmnet_inverse(
+            evoked, fwd, guarantee="checked", device="cpu", return_trace=True,
+            verbose=False,
+        )  # fmt: skip
+        assert trace_checked.step_labels["checked"] > 0.5
+        decrease = float(trace.total[0, 0] - trace.total[-1, 0])
+        decrease_checked = float(trace_checked.total[0, 0] - trace_checked.total[-1, 0])
+        assert decrease > 0 and decrease_checked > 0
+        shares.append(decrease / decrease_checked)
+        corr = np.corrcoef(stc.data.ravel(), checked.data.ravel())[0, 1]
+        assert corr > 0.99
+    assert np.median(shares) > 0.2  # measured: 0.28-0.40, median 0.30
     with pytest.raises(ValueError, match="guarantee"):
         mne_mmnet.apply_mmnet_inverse(evoked, fwd, guarantee="proved", verbose=False)
 

@@ -14,11 +14,20 @@ sparse subspace scan and the prior's output at the sLORETA estimate), fits
 same prior and curvature with ``init="gated"`` and the gate, its training
 record in the metadata (``start_gate``). The gate is fitted in float64 and
 stored in float16 like the other weights; the validation figures printed are
-those of the stored (rounded) gate. ``--ship`` installs OUT/model.pt as
+those of the stored (rounded) gate, beside those of the gate of ``--model``
+(if it has one) on the same examples. ``--ship`` installs OUT/model.pt as
 ``broad`` (or ``--ship-as``; sha256 in the registry, model card rewritten,
-its training-data record kept). Examples are kept
-in OUT/examples.pt, so that a rerun with other fitting options (``--refit``)
-does not simulate again (it takes the simulation options stored with them).
+its training-data record kept). Examples are kept in OUT/examples.pt, so
+that a rerun with other fitting options (``--refit``) does not simulate
+again (it takes the simulation options stored with them).
+``--examples PATH`` (repeated) fits on the union of saved example sets
+instead (training with training, validation with validation); they must
+come from the same prior as ``--model``. The shipped gate::
+
+    python tools/train_gate.py --out W/gate_broad
+    python tools/train_gate.py --out W/gate_nmm --nmm-prob 0.25
+    python tools/train_gate.py --out W/gate_union --examples \
+        W/gate_broad/examples.pt --examples W/gate_nmm/examples.pt --ship
 """
 
 import argparse
@@ -50,11 +59,7 @@ def _simulate(model_name, seed, n_batches, workers, ranges):
             for a, b in zip(edges, edges[1:])]  # fmt: skip
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_examples, jobs))
-    return dict(
-        features=torch.cat([p["features"] for p in parts]),
-        le_linear=np.concatenate([p["le_linear"] for p in parts]),
-        le_prior=np.concatenate([p["le_prior"] for p in parts]),
-    )
+    return _joined(parts)
 
 
 def _summary(gate, examples):
@@ -76,6 +81,69 @@ def _summary(gate, examples):
     )
 
 
+def _joined(parts):
+    """One example set from several (features and scores stacked in order)."""
+    return dict(
+        features=torch.cat([p["features"] for p in parts]),
+        le_linear=np.concatenate([p["le_linear"] for p in parts]),
+        le_prior=np.concatenate([p["le_prior"] for p in parts]),
+    )
+
+
+def _examples_of_run(opts, gate_batches):
+    """Training and validation examples, and the record of where they came from.
+
+    ``--examples``: the union of saved sets (training with training,
+    validation with validation); ``--refit``: OUT/examples.pt with the options
+    that simulated it; otherwise simulated now and saved there.
+    """
+    sim_args = ("model", "train_batches", "val_batches", "seed", "nmm_prob", "n_times")
+    if opts.examples:
+        saved = [torch.load(path, weights_only=False) for path in opts.examples]
+        sources = [dict(path=str(path), **s["options"])
+                   for path, s in zip(opts.examples, saved)]  # fmt: skip
+        train = _joined([s["train"] for s in saved])
+        val = _joined([s["val"] for s in saved])
+        return train, val, dict(batch_size=16, example_sets=sources)
+    cache = opts.out / "examples.pt"
+    if opts.refit:  # the examples and the options that simulated them
+        saved = torch.load(cache, weights_only=False)
+        for key in sim_args:
+            setattr(opts, key, saved["options"].get(key, _UNSET.get(key)))
+    ranges = dict(gate_batches, nmm_prob=opts.nmm_prob)
+    if opts.n_times is not None:
+        ranges["n_times"] = tuple(opts.n_times)
+    batches = dict(ranges, batch_size=16, seeds=[opts.seed, opts.seed + 1])
+    if opts.refit:
+        return saved["train"], saved["val"], batches
+    train = _simulate(opts.model, opts.seed, opts.train_batches, opts.workers,
+                      ranges)  # fmt: skip
+    val = _simulate(opts.model, opts.seed + 1, opts.val_batches, opts.workers,
+                    ranges)  # fmt: skip
+    options = {key: getattr(opts, key) for key in sim_args}
+    torch.save(dict(train=train, val=val, options=options), cache)
+    return train, val, batches
+
+
+#: simulation options of example sets saved before the option existed
+_UNSET = dict(nmm_prob=0.0, n_times=None)
+
+
+def _value(v):
+    return " ".join(str(x) for x in v) if isinstance(v, list | tuple) else v
+
+
+def _command(opts):
+    """The command line that fits this gate again (simulation options only if used)."""
+    skip = {"out", "refit", "ship", "ship_as", "workers", "examples"}
+    if opts.examples:
+        skip |= {"train_batches", "val_batches", "nmm_prob", "n_times"}
+    args = [f"--{k.replace('_', '-')} {_value(v)}" for k, v in vars(opts).items()
+            if k not in skip and v is not None]  # fmt: skip
+    args += [f"--examples {path}" for path in opts.examples]
+    return "python tools/train_gate.py " + " ".join(args)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -91,7 +159,16 @@ def main():
         "--nmm-prob", type=float, default=0.0,
         help="share of batches from the neural-mass simulator",
     )  # fmt: skip
+    parser.add_argument(
+        "--n-times", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+        help="window lengths of the batches (default: those of GATE_BATCHES)",
+    )  # fmt: skip
     parser.add_argument("--refit", action="store_true", help="reuse OUT/examples.pt")
+    parser.add_argument(
+        "--examples", action="append", type=Path, default=[], metavar="PATH",
+        help="fit on the union of these saved example sets (OUT/examples.pt of "
+        "earlier runs with the same prior) instead of simulating",
+    )  # fmt: skip
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--ship-as", default="broad", help="shipped name (--ship)")
     opts = parser.parse_args()
@@ -99,22 +176,8 @@ def main():
     from mne_mmnet.training.gate import GATE_BATCHES, fit_start_gate
 
     opts.out.mkdir(parents=True, exist_ok=True)
-    cache = opts.out / "examples.pt"
     start = time.time()
-    sim_args = ("model", "train_batches", "val_batches", "seed", "nmm_prob")
-    if opts.refit:  # the examples and the options that simulated them
-        saved = torch.load(cache, weights_only=False)
-        train, val = saved["train"], saved["val"]
-        for key in sim_args:
-            setattr(opts, key, saved["options"].get(key, 0.0))
-    ranges = dict(GATE_BATCHES, nmm_prob=opts.nmm_prob)
-    if not opts.refit:
-        train = _simulate(opts.model, opts.seed, opts.train_batches, opts.workers,
-                          ranges)  # fmt: skip
-        val = _simulate(opts.model, opts.seed + 1, opts.val_batches, opts.workers,
-                        ranges)  # fmt: skip
-        options = {key: getattr(opts, key) for key in sim_args}
-        torch.save(dict(train=train, val=val, options=options), cache)
+    train, val, batches = _examples_of_run(opts, GATE_BATCHES)
     minutes = (time.time() - start) / 60
     print(f"examples: {len(train['le_linear'])} train, {len(val['le_linear'])} "
           f"validation ({minutes:.1f} min)", flush=True)  # fmt: skip
@@ -125,23 +188,22 @@ def main():
     )  # fmt: skip
     gate = gate.half().float()  # as stored
     net = load_model(opts.model, verbose=False)
+    # the gate it replaces, on the same validation examples (if it had one)
+    replaced = None if net.gate is None else _summary(net.gate, val)
     net.gate, net.init = gate, "gated"
     record = dict(
-        command="python tools/train_gate.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in vars(opts).items()
-            if k not in ("out", "refit", "ship", "ship_as", "workers")
-        ),  # fmt: skip
-        batches=dict(ranges, batch_size=16, seeds=[opts.seed, opts.seed + 1]),
+        command=_command(opts),
+        batches=batches,
         history=history,
         train=_summary(gate, train),
         validation=_summary(gate, val),
+        validation_of_replaced_gate=replaced,
     )
     meta = dict(getattr(net, "metadata", {}), start_gate=record)
     fname = save_model(net, opts.out / "model.pt", metadata=meta, overwrite=True,
                        weights_dtype="float16", verbose=False)  # fmt: skip
-    print(json.dumps(dict(validation=record["validation"]), indent=1))
+    shown = ("validation", "validation_of_replaced_gate")
+    print(json.dumps({k: record[k] for k in shown}, indent=1))
     print(f"wrote {fname}")
     if opts.ship:
         from mne_mmnet.pretrained import _install_shipped_model

@@ -8,8 +8,10 @@ neural-mass spike banks and held-out head-model variants
 (:data:`mne_mmnet.forward.variants.TEST_VARIANTS`), except ``mne-dipoles``,
 made by MNE-Python's own simulation functions
 (:func:`mne_mmnet.simulation.simulate_mne_dipoles`), so that one scenario
-shares no source or noise code with the training simulators; the inverse
-always uses the template forward on the scenario's channels.
+shares no source or noise code with the training simulators, and
+``sereega-16``, the Table I SEREEGA simulator in a 16-sample window (shorter
+than any training window); the inverse always uses the template forward on
+the scenario's channels.
 """
 
 import numpy as np
@@ -20,9 +22,23 @@ _PAPER = dict(
     waveforms="gaussian", sfreq=512.0, n_times=64,
 )  # fmt: skip
 
+
+def _mne_dipoles(n, rng):
+    from ..simulation.mne_dipoles import simulate_mne_dipoles
+
+    return simulate_mne_dipoles(n, seed=rng, verbose=False)
+
+
+def _sereega_short(n, rng):
+    from ..simulation.sereega import simulate_sereega
+
+    return simulate_sereega(n, seed=rng, snr_db=5.0, n_times=16, verbose=False)
+
+
 #: scenario name -> (description, simulate_broad overrides, head variant, channels);
-#: overrides None: the data come from MNE-Python's simulation functions
-#: (:func:`mne_mmnet.simulation.simulate_mne_dipoles`), not from this project's;
+#: overrides a function ``(n, rng) -> Simulation``: the data come from another
+#: simulator (MNE-Python's functions, :func:`mne_mmnet.simulation.simulate_mne_dipoles`,
+#: or the Table I SEREEGA one) on the template;
 #: a scenario's test set depends on its position here: add new ones at the end
 SCENARIOS = {
     "paper": ("one positive patch, 5 dB, T = 64 at 512 Hz", {}, None, None),
@@ -63,11 +79,16 @@ SCENARIOS = {
     "mne-dipoles": (
         "1-3 dipoles of either sign made by MNE-Python (simulate_sparse_stc, "
         "add_noise: ad-hoc covariance, IIR-coloured), 5 dB, T = 128 at 250 Hz",
-        None, None, None,
+        _mne_dipoles, None, None,
     ),
     "focal": (
         "one single-region source, random polarity (where sLORETA is near exact)",
         dict(orders=(0, 0), polarity="random"), None, None,
+    ),
+    "sereega-16": (
+        "the Table I SEREEGA simulator in a 16-sample window (a Gaussian "
+        "burst filling it), 5 dB",
+        _sereega_short, None, None,
     ),
 }  # fmt: skip
 
@@ -107,13 +128,12 @@ def simulate_scenario(name, n, *, seed):
     from ..forward import TEMPLATE_CH_NAMES, read_template_forward
     from ..forward.variants import TEST_VARIANTS, make_variant_leadfield
     from ..simulation.broad import simulate_broad
-    from ..simulation.mne_dipoles import simulate_mne_dipoles
 
     _check_scenarios([name])
     _, overrides, variant, n_channels = SCENARIOS[name]
     rng = np.random.default_rng([int(seed), list(SCENARIOS).index(name)])
-    if overrides is None:
-        sim = simulate_mne_dipoles(n, seed=rng, verbose=False)
+    if callable(overrides):
+        sim = overrides(n, rng)
         sim.meta["scenario"] = name
         return sim, read_template_forward(verbose=False)
     kwargs = dict(_PAPER, **overrides)
