@@ -28,7 +28,7 @@ def main():
     from mne_mmnet.forward import read_template_forward
     from mne_mmnet.metrics import global_localization_error
     from mne_mmnet.pretrained import load_model
-    from mne_mmnet.problem import average_reference
+    from mne_mmnet.problem import referenced_problem
     from mne_mmnet.simulation import load_simulation
     from mne_mmnet.training.gate import gate_starts
 
@@ -39,9 +39,8 @@ def main():
     if net.gate is None:
         raise SystemExit(f"{opts.model} has no start gate (init={net.init!r}).")
     fwd = read_template_forward(verbose=False)
-    L = average_reference(torch.as_tensor(fwd["sol"]["data"]), 0).float()
-    y = average_reference(torch.as_tensor(sim.eeg, dtype=torch.float64), 1)
-    y = (y / y.flatten(1).norm(dim=1)[:, None, None]).float()
+    y, L = (torch.as_tensor(a) for a in referenced_problem(sim.eeg, fwd["sol"]["data"]))
+    y, L = (y / y.flatten(1).norm(dim=1)[:, None, None]).float(), L.float()
     sparse, prior_start, subspace = gate_starts(net.prior, y, L)
     with torch.no_grad():
         weight = net.gate(sparse, prior_start, y, L, subspace=subspace).numpy()

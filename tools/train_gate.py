@@ -106,15 +106,15 @@ def _examples_of_run(opts, gate_batches):
         val = _joined([s["val"] for s in saved])
         return train, val, dict(batch_size=16, example_sets=sources)
     cache = opts.out / "examples.pt"
-    if opts.refit:  # the examples and the options that simulated them
-        saved = torch.load(cache, weights_only=False)
+    saved = torch.load(cache, weights_only=False) if opts.refit else None
+    if saved is not None:  # the options that simulated the saved examples
         for key in sim_args:
             setattr(opts, key, saved["options"].get(key, _UNSET.get(key)))
     ranges = dict(gate_batches, nmm_prob=opts.nmm_prob)
     if opts.n_times is not None:
         ranges["n_times"] = tuple(opts.n_times)
     batches = dict(ranges, batch_size=16, seeds=[opts.seed, opts.seed + 1])
-    if opts.refit:
+    if saved is not None:
         return saved["train"], saved["val"], batches
     train = _simulate(opts.model, opts.seed, opts.train_batches, opts.workers,
                       ranges)  # fmt: skip
