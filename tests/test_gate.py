@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mne_mmnet.networks import MMNet, SoftReLUAutoencoder, StartGate, start_features
-from mne_mmnet.networks.gate import FEATURE_NAMES
+from mne_mmnet.networks.gate import FEATURE_NAMES, FEATURES_VERSION
 from mne_mmnet.solver import initial_estimate, normalize_sources, solve_mm
 from mne_mmnet.solver.subspace import subspace_scan
 from mne_mmnet.training.gate import _chosen_le, fit_start_gate
@@ -57,6 +57,42 @@ def test_features_measure_what_they_name():
     assert f["fit of the best single region, all times"] == pytest.approx(1.0)
     assert f["first singular value share of the data"] == pytest.approx(1.0)
     assert f["channels / 90 (the template's count)"] == pytest.approx(9 / 90)
+    # the prior's output with another time course (any scale and sign per
+    # time) still explains the data fully, one scale per time
+    shaped = one_hot * torch.tensor([2.0, -0.3, 5.0, 1.0, 0.7])
+    f = dict(zip(FEATURE_NAMES, start_features(one_hot, shaped, y, L)[0].tolist()))
+    assert f["fit of Phi(s), one scale per time, signal subspace"] == pytest.approx(1.0)
+    assert f["fit of s, signal subspace, all times"] == pytest.approx(1.0)
+
+
+def test_time_by_time_fit_ignores_the_time_course_of_the_prior():
+    """Noisy data: rescaling Phi(s) per time leaves its fit unchanged."""
+    y, L = _problem()
+    prior = _prior(L.shape[1])
+    s = normalize_sources(initial_estimate(y, L, init="sloreta"))
+    p = prior(s)
+    name = "fit of Phi(s), one scale per time, signal subspace"
+    k = FEATURE_NAMES.index(name)
+    scales = torch.linspace(-2.0, 3.0, y.shape[2]).clamp_min(0.1) * torch.tensor(
+        [1.0, -1.0] * (y.shape[2] // 2)
+    )
+    before, after = start_features(s, p, y, L), start_features(s, p * scales, y, L)
+    torch.testing.assert_close(after[:, k], before[:, k])
+    assert ((before[:, k] > 0) & (before[:, k] <= 1 + 1e-12)).all()
+
+
+def test_gate_of_other_features_version_is_refused():
+    gate = StartGate(seed=0)
+    assert gate.config == dict(hidden=[32, 32], features=FEATURES_VERSION)
+    assert isinstance(StartGate(**gate.config), StartGate)
+    # version 1 read the prior's time course as a whole
+    with pytest.raises(ValueError, match="version 1 of the start features"):
+        StartGate(features=1)
+    with pytest.raises(ValueError, match="version 1 of the start features"):
+        MMNet(_prior(30), None, init="gated", gate=dict(hidden=[8], features=1))
+    # a new gate's config without the version: the current one
+    model = MMNet(_prior(30), None, init="gated", gate=dict(hidden=[8]))
+    assert model.gate.config["features"] == FEATURES_VERSION
 
 
 @pytest.mark.parametrize("logit, expected", [(60.0, "linear"), (-60.0, "prior")])
@@ -171,3 +207,33 @@ def test_train_gate_tool_writes_a_gated_model(tmp_path):
     parts = [torch.load(c, weights_only=False)["val"] for c in cache]
     expected = np.concatenate([p["le_prior"] for p in parts]).mean()
     assert joined["validation"]["le_prior"] == pytest.approx(expected)
+
+
+def test_train_gate_tool_drops_a_gate_of_older_features(tmp_path):
+    """A saved gate of version-1 features: load_model refuses it, the tool
+    keeps the prior and curvature and drops the gate to refit it."""
+    import importlib.util
+    from pathlib import Path
+
+    from mne_mmnet.pretrained import load_model, save_model
+
+    model = MMNet(_prior(30), None, init="gated", gate=StartGate(seed=0), n_iter=2)
+    fname = save_model(model, tmp_path / "new.pt", metadata=dict(note="kept"))
+    content = torch.load(fname, weights_only=True)
+    # a file saved before gates recorded their features' version: version 1
+    del content["config"]["gate"]["features"]
+    torch.save(content, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="version 1 of the start features"):
+        load_model(tmp_path / "old.pt", verbose=False)
+    tool = Path(__file__).parents[1] / "tools" / "train_gate.py"
+    spec = importlib.util.spec_from_file_location("train_gate", tool)
+    train_gate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_gate)
+    net = train_gate._load_to_refit(str(tmp_path / "old.pt"))
+    assert net.gate is None and net.init == "prior"
+    assert net.metadata == dict(note="kept", replaced_gate_features=1)
+    for key, value in model.prior.state_dict().items():
+        torch.testing.assert_close(net.prior.state_dict()[key], value.float())
+    # a gate of the current features loads as saved
+    same = train_gate._load_to_refit(str(fname))
+    assert isinstance(same.gate, StartGate) and same.init == "gated"

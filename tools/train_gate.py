@@ -22,12 +22,15 @@ that a rerun with other fitting options (``--refit``) does not simulate
 again (it takes the simulation options stored with them).
 ``--examples PATH`` (repeated) fits on the union of saved example sets
 instead (training with training, validation with validation); they must
-come from the same prior as ``--model``. The shipped gate::
+come from the same prior as ``--model`` and the current version of the
+features. A gate of ``--model`` that reads another version of the features
+(``mne_mmnet.networks.gate.FEATURES_VERSION``) cannot be loaded; it is
+dropped and replaced, the prior and curvature kept. The shipped gate::
 
-    python tools/train_gate.py --out W/gate_broad
-    python tools/train_gate.py --out W/gate_nmm --nmm-prob 0.25
-    python tools/train_gate.py --out W/gate_union --examples \
-        W/gate_broad/examples.pt --examples W/gate_nmm/examples.pt --ship
+    python tools/train_gate.py --out W/gate_broad2
+    python tools/train_gate.py --out W/gate_nmm2 --nmm-prob 0.25
+    python tools/train_gate.py --out W/gate_v2 --examples \
+        W/gate_broad2/examples.pt --examples W/gate_nmm2/examples.pt --ship
 """
 
 import argparse
@@ -41,13 +44,42 @@ import numpy as np
 import torch
 
 
+def _load_to_refit(model):
+    """Load ``model`` (name or path) to refit its gate.
+
+    A gate that reads another version of the start features cannot be
+    loaded (:class:`mne_mmnet.networks.StartGate`); it is dropped here
+    (``init="prior"``, ``metadata["replaced_gate_features"]`` its version),
+    the prior and curvature kept.
+    """
+    from mne_mmnet.architectures import build_model
+    from mne_mmnet.networks.gate import FEATURES_VERSION
+    from mne_mmnet.pretrained import (
+        _MODEL_NAMES,
+        _read_model_file,
+        fetch_model,
+        load_model,
+    )
+
+    named = model in _MODEL_NAMES and not Path(model).exists()
+    content = _read_model_file(fetch_model(model) if named else Path(model), "")
+    gate = content["config"].get("gate")
+    if gate is None or gate.get("features", 1) == FEATURES_VERSION:
+        return load_model(model, device="cpu", verbose=False)
+    net = build_model(dict(content["config"], gate=None, init="prior"))
+    state = content["state_dict"]
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("gate.")})
+    net.metadata = dict(content.get("metadata", {}))
+    net.metadata["replaced_gate_features"] = gate.get("features", 1)
+    return net.eval()
+
+
 def _examples(job):
     model_name, seed, first, count, ranges = job
     torch.set_num_threads(1)
-    from mne_mmnet.pretrained import load_model
     from mne_mmnet.training.gate import gate_examples
 
-    net = load_model(model_name, verbose=False)
+    net = _load_to_refit(model_name)
     return gate_examples(
         net, seed=seed, n_batches=count, first_batch=first, ranges=ranges
     )
@@ -172,7 +204,7 @@ def main():
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--ship-as", default="broad", help="shipped name (--ship)")
     opts = parser.parse_args()
-    from mne_mmnet.pretrained import load_model, save_model
+    from mne_mmnet.pretrained import save_model
     from mne_mmnet.training.gate import GATE_BATCHES, fit_start_gate
 
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -187,9 +219,14 @@ def main():
         weight_decay=opts.weight_decay,
     )  # fmt: skip
     gate = gate.half().float()  # as stored
-    net = load_model(opts.model, verbose=False)
-    # the gate it replaces, on the same validation examples (if it had one)
+    net = _load_to_refit(opts.model)
+    # the gate it replaces, on the same validation examples (if it had one
+    # that reads these features)
     replaced = None if net.gate is None else _summary(net.gate, val)
+    old_features = net.metadata.pop("replaced_gate_features", None)
+    if old_features is not None:
+        print(f"the replaced gate read version {old_features} of the features: "
+              "not scored on these examples")  # fmt: skip
     net.gate, net.init = gate, "gated"
     record = dict(
         command=_command(opts),
@@ -198,6 +235,7 @@ def main():
         train=_summary(gate, train),
         validation=_summary(gate, val),
         validation_of_replaced_gate=replaced,
+        replaced_gate_features=old_features,
     )
     meta = dict(getattr(net, "metadata", {}), start_gate=record)
     fname = save_model(net, opts.out / "model.pt", metadata=meta, overwrite=True,

@@ -11,6 +11,9 @@ the feature names).
 
 Every feature is even in the data (and so in ``s`` and ``Phi(s)``, which are
 odd in it): the gate is sign-invariant and the start stays sign-equivariant.
+No feature compares the time course of ``Phi(s)`` with the data's as a whole:
+the prior smooths bursts a few samples wide, which in short windows made such a
+feature read a good start as a failed one (version 1 of the features).
 """
 
 import math
@@ -50,11 +53,17 @@ FEATURE_NAMES = (
     "fit of the region at the peak of Phi(s), signal subspace",
     "fit of the best single region, signal subspace",
     "fit of s, signal subspace, all times",
-    "fit of Phi(s), signal subspace, all times",
+    "fit of Phi(s), one scale per time, signal subspace",
+    "fit of the span of the fields of Phi(s), signal subspace",
     "signal patterns kept / 8 (at most 1)",
     "share of the data in the signal subspace",
 )
 _TINY = 1e-30
+#: version of the features of :func:`mne_mmnet.networks.start_features`; a
+#: gate records the version it was fitted on (version 2: the fit of ``Phi(s)``
+#: to the signal subspace no longer takes one scale for all times; it is
+#: measured with one scale per time and by the span of its leading fields)
+FEATURES_VERSION = 2
 
 
 def _spread(v):
@@ -82,6 +91,28 @@ def _fit_space_time(x, L, y):
     return inner**2 / ((field**2).sum((1, 2)) * (y**2).sum((1, 2)) + _TINY)
 
 
+def _fit_time_by_time(x, L, y):
+    """Share of ``||y||^2`` explained by the field of ``x``, one scale per time."""
+    field = torch.einsum("cn,bnt->bct", L, x)
+    inner = (field * y).sum(1)
+    explained = (inner**2 / ((field**2).sum(1) + _TINY)).sum(1)
+    return explained / ((y**2).sum((1, 2)) + _TINY)
+
+
+def _fit_of_span(x, L, y, rank):
+    """Share of ``||y||^2`` in the span of the ``rank`` leading fields of ``x``.
+
+    The leading left singular vectors of the field ``L x`` (batch, n_ch,
+    n_times), ``rank`` (batch,) of them (at least one): no time course enters.
+    """
+    field = torch.einsum("cn,bnt->bct", L, x)
+    u = torch.linalg.svd(field, full_matrices=False)[0]
+    order = torch.arange(u.shape[2], device=u.device)
+    keep = (order[None, :] < rank.clamp_min(1)[:, None]).to(y.dtype)
+    inside = (torch.einsum("bck,bct->bkt", u, y) ** 2).sum(2)
+    return (inside * keep).sum(1) / ((y**2).sum((1, 2)) + _TINY)
+
+
 def _subspace_features(s, p, y, L, columns, i_s, i_p, subspace):
     """Return the features of the data's signal subspace (see ``FEATURE_NAMES``)."""
     rows = torch.arange(len(s), device=s.device)
@@ -96,7 +127,8 @@ def _subspace_features(s, p, y, L, columns, i_s, i_p, subspace):
         single[rows, i_p],
         single.amax(1),
         _fit_space_time(s, L, y_sig),
-        _fit_space_time(p, L, y_sig),
+        _fit_time_by_time(p, L, y_sig),
+        _fit_of_span(p, L, y_sig, rank),
         rank.to(s.dtype).clamp(max=8) / 8,
         power / ((y**2).sum((1, 2)) + _TINY),
     ]
@@ -128,7 +160,10 @@ def start_features(s, p, y, L, *, subspace=None):
         features named there. The peak time is
         that of the largest power of ``s``; spreads are participation
         ratios, fits are shares of the data's squared norm explained by one
-        spatial pattern (or, "all times", by a map's whole field); "signal
+        spatial pattern (or, "all times", by a map's whole field with one
+        scale; "one scale per time": its field at each time; "span": the
+        leading spatial patterns of its field, as many as the signal
+        subspace keeps, whatever their time courses); "signal
         subspace" features use the projection of the data of
         :func:`~mne_mmnet.solver.subspace.signal_subspace`.
     """
@@ -183,6 +218,9 @@ class StartGate(nn.Module):
     ----------
     hidden : tuple of int
         Widths of the hidden layers of the multilayer perceptron.
+    features : int
+        Version of the features the gate reads (``FEATURES_VERSION``, the
+        only one this version of mne-mmnet computes).
     seed : int | None
         Seed of the weight initialisation (``None``: torch's global RNG).
 
@@ -195,11 +233,18 @@ class StartGate(nn.Module):
     sign-invariant. See :func:`mne_mmnet.training.gate.fit_start_gate`.
     """
 
-    def __init__(self, hidden=(32, 32), *, seed=None):
+    def __init__(self, hidden=(32, 32), *, features=FEATURES_VERSION, seed=None):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden must hold sizes >= 1, got {hidden}.")
+        if features != FEATURES_VERSION:
+            raise ValueError(
+                f"This start gate reads version {features} of the start "
+                f"features; this mne-mmnet computes version {FEATURES_VERSION}. "
+                "Refit the gate (tools/train_gate.py) or load the model with "
+                "the mne-mmnet release it was fitted with."
+            )
         self.hidden = hidden
         n_features = len(FEATURE_NAMES)
         sizes = (n_features, *hidden, 1)
@@ -223,7 +268,7 @@ class StartGate(nn.Module):
     @property
     def config(self):
         """Constructor arguments (saved with the model)."""
-        return dict(hidden=list(self.hidden))
+        return dict(hidden=list(self.hidden), features=FEATURES_VERSION)
 
     @torch.no_grad()
     def set_standardization(self, features):
