@@ -62,7 +62,24 @@ def test_features_measure_what_they_name():
     shaped = one_hot * torch.tensor([2.0, -0.3, 5.0, 1.0, 0.7])
     f = dict(zip(FEATURE_NAMES, start_features(one_hot, shaped, y, L)[0].tolist()))
     assert f["fit of Phi(s), one scale per time, signal subspace"] == pytest.approx(1.0)
+    assert f["fit of the span of the fields of Phi(s), signal subspace"] == (
+        pytest.approx(1.0)
+    )
     assert f["fit of s, signal subspace, all times"] == pytest.approx(1.0)
+    # a prior output on another region (the one whose field is most alike)
+    # explains the share cos^2 of the two fields: a closed form for both fits
+    unit = L / L.norm(dim=0)
+    cos2 = (unit.T @ unit[:, src]) ** 2
+    cos2[src] = 0
+    near = int(cos2.argmax())
+    other = torch.zeros_like(one_hot)
+    other[0, near] = torch.tensor([1.0, -2.0, 0.5, 0.3, 3.0])
+    f = dict(zip(FEATURE_NAMES, start_features(one_hot, other, y, L)[0].tolist()))
+    for name in (
+        "fit of Phi(s), one scale per time, signal subspace",
+        "fit of the span of the fields of Phi(s), signal subspace",
+    ):
+        assert f[name] == pytest.approx(float(cos2[near]), abs=1e-5)
 
 
 def test_time_by_time_fit_ignores_the_time_course_of_the_prior():

@@ -103,12 +103,16 @@ def _fit_of_span(x, L, y, rank):
     """Share of ``||y||^2`` in the span of the ``rank`` leading fields of ``x``.
 
     The leading left singular vectors of the field ``L x`` (batch, n_ch,
-    n_times), ``rank`` (batch,) of them (at least one): no time course enters.
+    n_times), ``rank`` (batch,) of them (at least one), those of numerically
+    zero singular values left out (their directions are arbitrary, as
+    :func:`torch.linalg.matrix_rank` decides): no time course enters.
     """
     field = torch.einsum("cn,bnt->bct", L, x)
-    u = torch.linalg.svd(field, full_matrices=False)[0]
+    u, sv, _ = torch.linalg.svd(field, full_matrices=False)
     order = torch.arange(u.shape[2], device=u.device)
-    keep = (order[None, :] < rank.clamp_min(1)[:, None]).to(y.dtype)
+    tol = max(field.shape[1:]) * torch.finfo(sv.dtype).eps * sv[:, :1]
+    keep = (order[None, :] < rank.clamp_min(1)[:, None]) & (sv > tol)
+    keep = keep.to(y.dtype)
     inside = (torch.einsum("bck,bct->bkt", u, y) ** 2).sum(2)
     return (inside * keep).sum(1) / ((y**2).sum((1, 2)) + _TINY)
 
