@@ -154,7 +154,8 @@ def _read_model_file(fname, hint):
             f"this mne-mmnet ({__version__}) reads version {_FORMAT_VERSION}; "
             "upgrade mne-mmnet or re-save the model."
         )
-    gate = content.get("config", {}).get("gate")
+    config = content.get("config")
+    gate = config.get("gate") if isinstance(config, dict) else None
     if isinstance(gate, dict):  # saved before gates recorded their features
         gate.setdefault("features", 1)
     return content
