@@ -64,13 +64,13 @@ def _load_to_refit(model):
     named = model in _MODEL_NAMES and not Path(model).exists()
     content = _read_model_file(fetch_model(model) if named else Path(model), "")
     gate = content["config"].get("gate")
-    if gate is None or gate.get("features", 1) == FEATURES_VERSION:
+    if gate is None or gate["features"] == FEATURES_VERSION:
         return load_model(model, device="cpu", verbose=False)
     net = build_model(dict(content["config"], gate=None, init="prior"))
     state = content["state_dict"]
     net.load_state_dict({k: v for k, v in state.items() if not k.startswith("gate.")})
     net.metadata = dict(content.get("metadata", {}))
-    net.metadata["replaced_gate_features"] = gate.get("features", 1)
+    net.metadata["replaced_gate_features"] = gate["features"]
     return net.eval()
 
 

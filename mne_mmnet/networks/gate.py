@@ -91,23 +91,21 @@ def _fit_space_time(x, L, y):
     return inner**2 / ((field**2).sum((1, 2)) * (y**2).sum((1, 2)) + _TINY)
 
 
-def _fit_time_by_time(x, L, y):
-    """Share of ``||y||^2`` explained by the field of ``x``, one scale per time."""
-    field = torch.einsum("cn,bnt->bct", L, x)
+def _fit_time_by_time(field, y):
+    """Share of ``||y||^2`` explained by ``field``, one scale per time."""
     inner = (field * y).sum(1)
     explained = (inner**2 / ((field**2).sum(1) + _TINY)).sum(1)
     return explained / ((y**2).sum((1, 2)) + _TINY)
 
 
-def _fit_of_span(x, L, y, rank):
-    """Share of ``||y||^2`` in the span of the ``rank`` leading fields of ``x``.
+def _fit_of_span(field, y, rank):
+    """Share of ``||y||^2`` in the span of the ``rank`` leading patterns of ``field``.
 
-    The leading left singular vectors of the field ``L x`` (batch, n_ch,
-    n_times), ``rank`` (batch,) of them (at least one), those of numerically
-    zero singular values left out (their directions are arbitrary, as
+    The leading left singular vectors of ``field`` (batch, n_ch, n_times),
+    ``rank`` (batch,) of them (at least one), those of numerically zero
+    singular values left out (their directions are arbitrary, as
     :func:`torch.linalg.matrix_rank` decides): no time course enters.
     """
-    field = torch.einsum("cn,bnt->bct", L, x)
     u, sv, _ = torch.linalg.svd(field, full_matrices=False)
     order = torch.arange(u.shape[2], device=u.device)
     tol = max(field.shape[1:]) * torch.finfo(sv.dtype).eps * sv[:, :1]
@@ -123,6 +121,7 @@ def _subspace_features(s, p, y, L, columns, i_s, i_p, subspace):
     if subspace is None:
         subspace = signal_subspace(y, return_rank=True)
     y_sig, rank = subspace[0].to(y.dtype), subspace[1]
+    field_p = torch.einsum("cn,bnt->bct", L, p)
     power = (y_sig**2).sum((1, 2))
     single = (torch.einsum("cn,bct->bnt", columns, y_sig) ** 2).sum(2)
     single = single / (power[:, None] + _TINY)
@@ -131,8 +130,8 @@ def _subspace_features(s, p, y, L, columns, i_s, i_p, subspace):
         single[rows, i_p],
         single.amax(1),
         _fit_space_time(s, L, y_sig),
-        _fit_time_by_time(p, L, y_sig),
-        _fit_of_span(p, L, y_sig, rank),
+        _fit_time_by_time(field_p, y_sig),
+        _fit_of_span(field_p, y_sig, rank),
         rank.to(s.dtype).clamp(max=8) / 8,
         power / ((y**2).sum((1, 2)) + _TINY),
     ]
