@@ -81,3 +81,54 @@ def test_resume_takes_this_calls_learning_rates(tmp_path):
     assert ckpt["progress"]["step"] == 2
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [5e-5]
     assert [g["lr"] for g in ckpt["prior_optimizer"]["param_groups"]] == [2e-4]
+
+
+def test_frozen_parts_keep_their_weights_and_the_rest_trains(tmp_path):
+    """Curvature-only training of a gated model: prior and gate stay bit for bit."""
+    import pytest
+
+    from mne_mmnet.networks import MMNet
+    from mne_mmnet.training import default_config
+
+    config = dict(default_config(), init="gated", gate=dict(hidden=(4,)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        init = MMNet.from_config(config)
+    tiny = dict(TINY, prior_steps=0)
+    with pytest.raises(ValueError, match="freeze includes the prior"):
+        train_broad(tmp_path / "x", minutes=5, max_steps=1, config=config,
+                    init_from=init, freeze=("prior",), **dict(TINY))  # fmt: skip
+    with pytest.raises(ValueError, match="Invalid value for the 'freeze'"):
+        train_broad(tmp_path / "y", minutes=5, max_steps=1, config=config,
+                    init_from=init, freeze=("bias",), **tiny)  # fmt: skip
+    train_broad(tmp_path / "f", minutes=5, max_steps=1, config=config,
+                init_from=init, freeze=("prior", "gate"), **tiny)  # fmt: skip
+    ckpt = torch.load(tmp_path / "f" / "checkpoint.pt", weights_only=True)
+    assert ckpt["progress"]["step"] == 1 and ckpt["args"]["freeze"] == ["prior", "gate"]
+    start = init.state_dict()
+    moved = {k for k, v in ckpt["model"].items() if not torch.equal(v, start[k])}
+    assert moved, "nothing trained"
+    assert all(k.startswith("curvature.") for k in moved), sorted(moved)[:3]
+    # the gate was warm-started (not left at the new model's own draw)
+    gate = {k: v for k, v in start.items() if k.startswith("gate.")}
+    assert gate and all(torch.equal(ckpt["model"][k], v) for k, v in gate.items())
+
+
+def test_draw_batch_takes_the_number_of_patches():
+    """``n_patches`` reaches the simulator; its default is the simulator's own.
+
+    Batches drawn before the option existed passed no ``n_patches``: with the
+    simulator's default they stay the same, so older runs resume exactly.
+    """
+    import inspect
+
+    from mne_mmnet.simulation import simulate_broad
+    from mne_mmnet.training.broad import BROAD_BATCHES, draw_batch
+
+    default = inspect.signature(simulate_broad).parameters["n_patches"].default
+    assert BROAD_BATCHES["n_patches"] == default
+    ranges = dict(variant_prob=0.0, subset_prob=0.0, n_times=(32, 33))
+    four = draw_batch(1, 0, 3, ranges=dict(ranges, n_patches=(4, 4)))
+    assert ((four["sim"].seeds >= 0).sum(1) == 4).all()
+    one = draw_batch(1, 0, 3, ranges=dict(ranges, n_patches=(1, 1)))
+    assert ((one["sim"].seeds >= 0).sum(1) == 1).all()

@@ -1,4 +1,4 @@
-"""State of a broad training run: checkpoint, log, clock and exact resume."""
+"""State of a broad training run: checkpoint, log, clock, exact resume, warm start."""
 
 import json
 import os
@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 import torch
-from mne.utils import logger
+from mne.utils import _check_option, logger
 
 _CHECKPOINT = "checkpoint.pt"
 _LOG = "train_log.jsonl"
+#: the parts of a model that a run can warm-start and freeze
+_PARTS = ("prior", "curvature", "gate")
 
 
 class _Run:
@@ -122,3 +124,47 @@ def _validated_at(run, *, step, prior_step):
         and (e["step"], e.get("prior_step", prior_step)) == (step, prior_step)
         for e in run.history()
     )  # fmt: skip
+
+
+def _warm_start(model, init):
+    """Copy the prior's, the curvature's and the gate's weights where built alike."""
+    for part in _PARTS:
+        theirs, ours = getattr(init, part, None), getattr(model, part, None)
+        if theirs is not None and ours is not None:
+            if init.config.get(part) == model.config.get(part):
+                ours.load_state_dict(theirs.state_dict())
+    logger.info("Warm start from the given model's weights")
+
+
+def _freeze(model, freeze):
+    """Exclude the named parts of ``model`` from every update."""
+    freeze = tuple(freeze)
+    for part in freeze:
+        _check_option("freeze", part, _PARTS)
+        module = getattr(model, part)
+        if module is None:
+            raise ValueError(f"freeze names {part!r}, which this model does not have.")
+        module.requires_grad_(False)
+    if freeze:
+        logger.info(f"Frozen: {', '.join(freeze)}")
+
+
+def _carry_on(run, init):
+    """Take over the step counters, time and validation history of ``init``.
+
+    For a run continued from a weights-only file (a shipped model or a
+    snapshot): the optimisers start afresh, everything else counts on.
+    """
+    meta = getattr(init, "metadata", None) or {}
+    done = meta.get("progress")
+    if not done:
+        raise ValueError(
+            "carry_on=True needs a model file whose metadata holds the progress "
+            "of its run (a model saved by train_broad or tools/ship_default.py)"
+        )
+    run.progress.update(step=int(done["step"]), prior_step=int(done["prior_step"]))
+    run.elapsed0 = float(done.get("elapsed", 0.0))
+    with open(run.out_dir / _LOG, "a") as fid:
+        for entry in meta.get("validation", []):
+            fid.write(json.dumps(dict(entry, earlier_run=True)) + "\n")
+    logger.info(f"Carrying on from {run.progress} after {run.elapsed0 / 60:.1f} min")

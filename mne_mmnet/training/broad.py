@@ -17,7 +17,6 @@ patches in a Jansen-Rit background, the template head, a sampling rate among
 those it supports, 0-20 dB).
 """
 
-import json
 import math
 
 import numpy as np
@@ -25,7 +24,14 @@ import torch
 from mne.utils import logger
 
 from ..problem import average_reference
-from ._broad_state import _LOG, _Clock, _Run, _validated_at
+from ._broad_state import (
+    _carry_on,
+    _Clock,
+    _freeze,
+    _Run,
+    _validated_at,
+    _warm_start,
+)
 from ._steps import beats_best, default_config, meta_gradient_step
 from .losses import meta_loss, peak_localization_loss
 
@@ -38,6 +44,7 @@ BROAD_BATCHES = dict(
     variant_prob=0.5,
     subset_prob=0.4,
     subset_size=(24, 89),
+    n_patches=(1, 3),
     orders=(0, 5),
     sparse_prob=0.0,
     sparse_orders=(0, 1),
@@ -97,7 +104,7 @@ def draw_batch(
         sim = simulate_broad(
             batch_size, seed=rng, sfreq=sfreq, n_times=n_times, baseline=baseline,
             orders=orders, leadfield=leadfield, spike_banks=spike_banks,
-            verbose=False,
+            n_patches=tuple(int(k) for k in ranges["n_patches"]), verbose=False,
         )  # fmt: skip
     y = torch.as_tensor(sim.eeg[:, channels], dtype=torch.float64)
     y = average_reference(y, 1).to(dtype)
@@ -219,37 +226,6 @@ def _finite_update(params, max_norm=1.0):
     return False
 
 
-def _warm_start(model, init):
-    """Copy the prior's and the curvature's weights where built alike."""
-    alike = {k: init.config[k] == model.config[k] for k in ("prior", "curvature")}
-    if init.prior is not None and alike["prior"]:
-        model.prior.load_state_dict(init.prior.state_dict())
-    if init.curvature is not None and alike["curvature"]:
-        model.curvature.load_state_dict(init.curvature.state_dict())
-    logger.info("Warm start from the given model's weights")
-
-
-def _carry_on(run, init):
-    """Take over the step counters, time and validation history of ``init``.
-
-    For a run continued from a weights-only file (a shipped model or a
-    snapshot): the optimisers start afresh, everything else counts on.
-    """
-    meta = getattr(init, "metadata", None) or {}
-    done = meta.get("progress")
-    if not done:
-        raise ValueError(
-            "carry_on=True needs a model file whose metadata holds the progress "
-            "of its run (a model saved by train_broad or tools/ship_default.py)"
-        )
-    run.progress.update(step=int(done["step"]), prior_step=int(done["prior_step"]))
-    run.elapsed0 = float(done.get("elapsed", 0.0))
-    with open(run.out_dir / _LOG, "a") as fid:
-        for entry in meta.get("validation", []):
-            fid.write(json.dumps(dict(entry, earlier_run=True)) + "\n")
-    logger.info(f"Carrying on from {run.progress} after {run.elapsed0 / 60:.1f} min")
-
-
 def train_broad(
     out_dir,
     *,
@@ -268,6 +244,7 @@ def train_broad(
     jfb_last=2,
     init_from=None,
     carry_on=False,
+    freeze=(),
     config=None,
     prior_batch_size=None,
     ranges=None,
@@ -288,6 +265,12 @@ def train_broad(
     the prior's pretraining batches have ``prior_batch_size`` samples
     (default ``2 * batch_size``); ``peak_weight`` weighs the
     peak-localisation term of the prior's loss (see :func:`_prior_step`).
+    ``freeze`` names parts (``"prior"``, ``"curvature"``, ``"gate"``) that
+    no step updates, e.g. ``("prior", "gate")`` with ``init_from`` the
+    shipped model and its ``config`` trains the curvature in the solver as
+    shipped (start gate and guarantee included) while the gate, fitted to
+    that prior, stays valid; a frozen prior needs ``prior_steps`` no larger
+    than the steps already done (no pretraining).
     Validation runs every ``val_every``
     bilevel steps and, if given, every ``prior_val_every`` prior steps.
     Training and validation bound the layer norms at the window length
@@ -304,6 +287,7 @@ def train_broad(
         jfb_last=jfb_last, ranges=dict(BROAD_BATCHES, **(ranges or {})),
         prior_batch_size=prior_batch_size or 2 * batch_size,
         prior_val_every=prior_val_every, checkpoint_minutes=checkpoint_minutes,
+        freeze=list(freeze),
     )  # fmt: skip
     config = default_config() if config is None else config
     with torch.random.fork_rng(devices=[]):
@@ -319,6 +303,13 @@ def train_broad(
         _warm_start(model, init_from)
         if carry_on:
             _carry_on(run, init_from)
+    _freeze(model, freeze)
+    if "prior" in freeze and run.progress["prior_step"] < prior_steps:
+        raise ValueError(
+            f"freeze includes the prior, but prior_steps={prior_steps} asks for "
+            f"pretraining beyond step {run.progress['prior_step']}; pass "
+            "prior_steps=0 (or at most the steps done)."
+        )
     val = [
         draw_batch(
             seed + _VAL_SEED_OFFSET,
