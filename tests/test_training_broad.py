@@ -101,6 +101,10 @@ def test_frozen_parts_keep_their_weights_and_the_rest_trains(tmp_path):
     with pytest.raises(ValueError, match="Invalid value for the 'freeze'"):
         train_broad(tmp_path / "y", minutes=5, max_steps=1, config=config,
                     init_from=init, freeze=("bias",), **tiny)  # fmt: skip
+    plain = MMNet.from_config(default_config())  # no gate to copy
+    with pytest.raises(ValueError, match="which init_from does not provide"):
+        train_broad(tmp_path / "z", minutes=5, max_steps=1, config=config,
+                    init_from=plain, freeze=("gate",), **tiny)  # fmt: skip
     train_broad(tmp_path / "f", minutes=5, max_steps=1, config=config,
                 init_from=init, freeze=("prior", "gate"), **tiny)  # fmt: skip
     ckpt = torch.load(tmp_path / "f" / "checkpoint.pt", weights_only=True)

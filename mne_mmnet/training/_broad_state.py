@@ -127,20 +127,32 @@ def _validated_at(run, *, step, prior_step):
 
 
 def _warm_start(model, init):
-    """Copy the prior's, the curvature's and the gate's weights where built alike."""
+    """Copy the prior's, the curvature's and the gate's weights where built alike.
+
+    Returns the names of the parts copied.
+    """
+    copied = []
     for part in _PARTS:
         theirs, ours = getattr(init, part, None), getattr(model, part, None)
         if theirs is not None and ours is not None:
             if init.config.get(part) == model.config.get(part):
                 ours.load_state_dict(theirs.state_dict())
-    logger.info("Warm start from the given model's weights")
+                copied.append(part)
+    logger.info(f"Warm start from the given model's {', '.join(copied) or 'nothing'}")
+    return copied
+
+
+def _check_parts(freeze):
+    """Return the names in ``freeze`` as a tuple, each one of the model's parts."""
+    freeze = tuple(freeze)
+    for part in freeze:
+        _check_option("freeze", part, _PARTS)
+    return freeze
 
 
 def _freeze(model, freeze):
     """Exclude the named parts of ``model`` from every update."""
-    freeze = tuple(freeze)
-    for part in freeze:
-        _check_option("freeze", part, _PARTS)
+    for part in _check_parts(freeze):
         module = getattr(model, part)
         if module is None:
             raise ValueError(f"freeze names {part!r}, which this model does not have.")

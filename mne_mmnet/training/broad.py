@@ -26,6 +26,7 @@ from mne.utils import logger
 from ..problem import average_reference
 from ._broad_state import (
     _carry_on,
+    _check_parts,
     _Clock,
     _freeze,
     _Run,
@@ -280,6 +281,7 @@ def train_broad(
     """
     from ..networks import MMNet
 
+    freeze = _check_parts(freeze)
     args = dict(
         seed=seed, batch_size=batch_size, lr=lr, prior_steps=prior_steps,
         prior_lr=prior_lr, peak_weight=peak_weight, val_every=val_every,
@@ -300,7 +302,13 @@ def train_broad(
     run = _Run(out_dir, model, lr, args)
     fresh = not run.restore()
     if fresh and init_from is not None:
-        _warm_start(model, init_from)
+        missing = set(freeze) - set(_warm_start(model, init_from))
+        if missing:
+            raise ValueError(
+                f"freeze names {sorted(missing)}, which init_from does not "
+                "provide (absent or built differently): they would stay at "
+                "their random initialisation."
+            )
         if carry_on:
             _carry_on(run, init_from)
     _freeze(model, freeze)
