@@ -1,4 +1,4 @@
-"""What the training loops share: the bilevel step, the default config, files.
+"""What the training loops share: bilevel step, default config, guarded update.
 
 A leaf of :mod:`mne_mmnet.training`: :mod:`.loop`, :mod:`._engine`,
 :mod:`._session` and :mod:`.broad` import it, it imports none of them.
@@ -7,7 +7,7 @@ A leaf of :mod:`mne_mmnet.training`: :mod:`.loop`, :mod:`._engine`,
 from collections import namedtuple
 
 import torch
-from mne.utils import _check_option
+from mne.utils import _check_option, logger
 
 from .losses import meta_loss
 
@@ -140,3 +140,15 @@ def beats_best(le, area, progress):
     if better:
         progress.update(best_le=float(le), best_auc=float(area))
     return better
+
+
+def _finite_update(params, max_norm=1.0):
+    """Clip the gradient norm; False (and gradients dropped) if not finite."""
+    params = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if torch.isfinite(norm):
+        return True
+    for p in params:
+        p.grad = None
+    logger.info("Non-finite gradient: step skipped")
+    return False

@@ -33,7 +33,7 @@ from ._broad_state import (
     _validated_at,
     _warm_start,
 )
-from ._steps import beats_best, default_config, meta_gradient_step
+from ._steps import _finite_update, beats_best, default_config, meta_gradient_step
 from .losses import meta_loss, peak_localization_loss
 
 #: ranges of the per-batch draws
@@ -213,18 +213,6 @@ def _keep_if_best(run, scores):
             run.model, run.out_dir / "model_best.pt", metadata=meta, overwrite=True
         )
     return better
-
-
-def _finite_update(params, max_norm=1.0):
-    """Clip the gradient norm; False (and gradients dropped) if not finite."""
-    params = [p for p in params if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    if torch.isfinite(norm):
-        return True
-    for p in params:
-        p.grad = None
-    logger.info("Non-finite gradient: step skipped")
-    return False
 
 
 def train_broad(
