@@ -97,7 +97,7 @@ def test_frozen_parts_keep_their_weights_and_the_rest_trains(tmp_path):
     tiny = dict(TINY, prior_steps=0)
     with pytest.raises(ValueError, match="freeze includes the prior"):
         train_broad(tmp_path / "x", minutes=5, max_steps=1, config=config,
-                    init_from=init, freeze=("prior",), **dict(TINY))  # fmt: skip
+                    init_from=init, freeze=("prior",), **TINY)  # fmt: skip
     with pytest.raises(ValueError, match="Invalid value for the 'freeze'"):
         train_broad(tmp_path / "y", minutes=5, max_steps=1, config=config,
                     init_from=init, freeze=("bias",), **tiny)  # fmt: skip
