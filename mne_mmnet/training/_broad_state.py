@@ -151,8 +151,8 @@ def _check_parts(freeze):
 
 
 def _freeze(model, freeze):
-    """Exclude the named parts of ``model`` from every update."""
-    for part in _check_parts(freeze):
+    """Exclude the parts ``freeze`` names (checked by :func:`_check_parts`)."""
+    for part in freeze:
         module = getattr(model, part)
         if module is None:
             raise ValueError(f"freeze names {part!r}, which this model does not have.")
