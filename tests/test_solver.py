@@ -113,70 +113,70 @@ def test_descent_other_steps(bound, step):
     assert trace.total[-1].mean() < trace.total[0].mean()
 
 
-def test_kept_gradient_graph_gives_the_exact_curvature_product():
-    """d'Hd from the energy pass's kept graph equals a fresh Hessian-vector
-    product, and both equal the exact Hessian's quadratic form (small problem)."""
-    from mne_mmnet.solver.mm import _directional_curvature, _evaluate
+@pytest.mark.parametrize("odd,lam", [(True, 0.7), (False, 0.7), (True, 0.0)])
+def test_forward_curvature_is_the_exact_hessian_form(odd, lam):
+    """d'Hd in forward mode equals the exact Hessian's quadratic form (small
+    problem, autograd's full Hessian), at any scale of x; its prior tangents
+    are those of a first-order expansion along the unit-RMS curve."""
+    from mne_mmnet.solver.directional import curvature_along
+    from mne_mmnet.solver.objective import _energy_and_grad
 
     gen = torch.Generator().manual_seed(4)
     L = torch.randn(6, 9, generator=gen, dtype=torch.float64)
-    prior = SoftReLUAutoencoder(9, (5,), eps=0.2, seed=4, odd=True).double()
-    x = normalize_sources(torch.randn(3, 9, 2, generator=gen, dtype=torch.float64))
+    prior = SoftReLUAutoencoder(9, (5, 4), eps=0.2, seed=4, odd=odd).double()
+    x = 3.0 * torch.randn(3, 9, 2, generator=gen, dtype=torch.float64)
     y = torch.randn(3, 6, 2, generator=gen, dtype=torch.float64)
     d = torch.randn(3, 9, 2, generator=gen, dtype=torch.float64)
-    terms, grad, _, graph = _evaluate(
-        x, y, L, prior, 0.7, create_graph=False, keep_graph=True
-    )
-    assert not grad.requires_grad and not terms.total.requires_grad
-    kept = _directional_curvature(x, y, L, prior, 0.7, d, graph)
-    fresh = _directional_curvature(x, y, L, prior, 0.7, d)
-    assert torch.equal(kept, fresh)
+    _, _, state, _ = _energy_and_grad(x, y, L, prior, lam)
+    curv, expansion = curvature_along(x, d, y, L, prior=prior, lam=lam, state=state)
     for k in range(3):
 
         def energy_k(v, y_k=y[k : k + 1]):
-            return energy(v[None], y_k, L, prior=prior, lam=0.7).total[0]
+            return energy(v[None], y_k, L, prior=prior, lam=lam).total[0]
 
         hess = torch.autograd.functional.hessian(energy_k, x[k]).reshape(18, 18)
         exact = d[k].flatten() @ hess @ d[k].flatten()
-        torch.testing.assert_close(kept[k], exact, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(curv[k], exact, rtol=1e-10, atol=1e-12)
+    if lam == 0:
+        assert expansion is None
+        return
+    _, phi_tangent = expansion
+    step = 1e-6
+    phi = [prior(normalize_sources(x + s * d)) for s in (-step, step)]
+    torch.testing.assert_close(
+        phi_tangent, (phi[1] - phi[0]) / (2 * step), rtol=1e-6, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("guarantee", ["checked", "certified"])
-def test_reused_gradient_graph_takes_the_same_steps(guarantee, monkeypatch):
-    """On the CPU the curvature product of an accepted step reuses its energy
-    pass (fewer passes); with rejections it falls back; same iterates bit for bit."""
+def test_forward_curvature_takes_the_steps_of_autograd(guarantee, monkeypatch):
+    """The directional steps from the forward-mode d'Hd (and the segment
+    majorant from its reused tangents) are those of autograd's
+    Hessian-vector product with the majorant's own forward pass."""
     import mne_mmnet.solver.mm as mm
 
     gen = torch.Generator().manual_seed(2)
-    L = torch.randn(15, 40, generator=gen)
-    prior = SoftReLUAutoencoder(40, (8,), eps=0.2, seed=2, odd=True)
-    x0 = torch.randn(20, 40, 6, generator=gen)
-    y = torch.randn(20, 15, 6, generator=gen)
-    evaluate, passes = mm._evaluate, []
-
-    def counting(*args, keep_graph, **kwargs):
-        passes.append(1)
-        return evaluate(*args, keep_graph=keep_graph and reuse, **kwargs)
-
-    def fresh_passes(x, y, L, prior, lam, direction, graph=None):
-        passes.append(graph is None)  # a fresh energy and gradient pass
-        return curvature(x, y, L, prior, lam, direction, graph)
-
-    curvature = mm._directional_curvature
-    monkeypatch.setattr(mm, "_evaluate", counting)
-    monkeypatch.setattr(mm, "_directional_curvature", fresh_passes)
-    runs = {}
-    for reuse in (False, True):
-        passes.clear()
-        x, trace = _run(x0, y, L, prior, step="directional", gamma=1.999, n_iter=6,
-                        guarantee=guarantee)  # fmt: skip
-        runs[reuse] = x, trace, sum(passes)
-    (x_off, trace_off, n_off), (x_on, trace_on, n_on) = runs.values()
-    assert torch.equal(x_off, x_on)
-    assert torch.equal(trace_off.total, trace_on.total)
-    if guarantee == "checked":  # some rejections: the fallback ran
-        assert bool(trace_on.safeguard.any())
-    assert n_on < n_off
+    L = torch.randn(15, 40, generator=gen, dtype=torch.float64)
+    prior = SoftReLUAutoencoder(40, (8,), eps=0.2, seed=2, odd=True).double()
+    x0 = torch.randn(20, 40, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, 15, 6, generator=gen, dtype=torch.float64)
+    runs = []
+    for forward in (True, False):
+        monkeypatch.setattr(
+            mm, "supports_forward_curvature", lambda p, s, on=forward: on
+        )
+        runs.append(_run(x0, y, L, prior, step="directional", gamma=1.999,
+                         n_iter=6, guarantee=guarantee))  # fmt: skip
+    (x_fwd, trace_fwd), (x_ad, trace_ad) = runs
+    torch.testing.assert_close(x_fwd, x_ad, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(trace_fwd.total, trace_ad.total, rtol=1e-12, atol=0)
+    assert torch.equal(trace_fwd.safeguard, trace_ad.safeguard)
+    assert torch.equal(trace_fwd.certified, trace_ad.certified)
+    torch.testing.assert_close(
+        trace_fwd.majorant_curvature, trace_ad.majorant_curvature, rtol=1e-9, atol=0
+    )
+    if guarantee == "checked":  # rejections happened and were handled alike
+        assert bool(trace_fwd.safeguard.any())
 
 
 def test_projection_of_learned_curvature():

@@ -1,5 +1,6 @@
 """Neural networks of MM-Net: the autoencoder prior, the curvature, the start gate."""
 
+from ._expansions import TaylorExpansions
 from .autoencoder import (
     SoftReLUAutoencoder,
     conv_operator_norm,
@@ -17,6 +18,7 @@ __all__ = [
     "MMNet",
     "SoftReLUAutoencoder",
     "StartGate",
+    "TaylorExpansions",
     "conv_operator_norm",
     "softrelu",
     "softrelu_grad",

@@ -30,6 +30,7 @@ from ._conv_norms import (  # noqa: F401  (the norms' home; re-exported here)
     conv_operator_norm,
     taps_norm_bound,
 )
+from ._expansions import TaylorExpansions
 
 # the norm cache is shared by threads that run one model (module-level: a
 # lock attribute would not survive copy.deepcopy of the module)
@@ -48,7 +49,7 @@ def _change_bound(delta, allowed):
     return taps_norm_bound(delta)
 
 
-class SoftReLUAutoencoder(nn.Module):
+class SoftReLUAutoencoder(TaylorExpansions, nn.Module):
     """N-layer SoftReLU convolutional autoencoder used as the MM-Net prior.
 
     Parameters
@@ -190,84 +191,6 @@ class SoftReLUAutoencoder(nn.Module):
         )
         suffix = torch.flip(torch.cumprod(torch.flip(layer_norms, [0]), 0), [0])
         return (prefix * suffix).sum() / (2.0 * self.eps)
-
-    def segment_expansion(self, pre, tangent, remainder, lengths, layer_norms):
-        """First-order expansion of ``Phi`` along a curve, with a certified remainder.
-
-        For inputs ``z(s) = z + s t + rho(s)`` with ``|rho(s)| <= s^2 R / 2``
-        on ``s in [0, l]``, ``Phi(z(s)) = Phi(z) + s J(z) t + rho_Phi(s)`` with
-        ``|rho_Phi(s)| <= s^2 R_Phi / 2``. Each layer's remainder is the
-        previous one (``softrelu' <= 1``) plus the SoftReLU's second-order
-        term, bounded elementwise with the largest ``softrelu''`` over the
-        range each pre-activation can reach on the segment, then carried
-        through ``||W_l||``. The tangent is exact (forward mode).
-
-        Parameters
-        ----------
-        pre : list of torch.Tensor
-            Pre-activations at ``z`` (:meth:`forward_with_preactivations`;
-            both passes stacked for an odd prior).
-        tangent : torch.Tensor, shape (batch, n_sources, n_times)
-            ``t``.
-        remainder : torch.Tensor, shape (batch, n_lengths)
-            ``R`` for each segment length.
-        lengths : torch.Tensor, shape (batch, n_lengths)
-            Segment lengths ``l`` of each sample.
-        layer_norms : torch.Tensor, shape (n_layers,)
-            Certified bounds of the layer norms (:meth:`operator_norms`), on
-            the device and dtype of ``tangent``.
-
-        Returns
-        -------
-        phi_tangent : torch.Tensor, shape (batch, n_sources, n_times)
-            ``J(z) t``.
-        phi_remainder : torch.Tensor, shape (batch, n_lengths)
-            ``R_Phi`` (``inf`` where a remainder overflows).
-        """
-        tangents, phi_tangent = self.segment_tangents(pre, tangent)
-        return phi_tangent, self.segment_remainder(
-            pre, tangents, remainder, lengths, layer_norms
-        )
-
-    def segment_tangents(self, pre, tangent):
-        """Return the tangents of :meth:`segment_expansion` (independent of ``l``).
-
-        The tangent of each layer's input ``[t_1, ..., t_N]`` (both passes
-        stacked for an odd prior) and ``J(z) t``: a step is bounded for
-        several sets of lengths with one forward-mode pass.
-        """
-        if self.odd:
-            tangent = torch.cat([tangent, -tangent])
-        tangents = []
-        for conv, z in zip(self.layers, pre):
-            tangents.append(tangent)
-            tangent = F.conv1d(
-                softrelu_grad(z, self.eps) * tangent, conv.weight,
-                padding=conv.padding[0],
-            )  # fmt: skip
-        return tangents, self._fold(tangent)
-
-    def segment_remainder(self, pre, tangents, remainder, lengths, layer_norms):
-        """``R_Phi`` of :meth:`segment_expansion` from :meth:`segment_tangents`."""
-        if self.odd:
-            remainder = torch.cat([remainder, remainder])
-            lengths = torch.cat([lengths, lengths])
-        for layer, (z, tangent) in enumerate(zip(pre, tangents)):
-            size, magnitude = tangent.abs(), z.abs()
-            second = []
-            for k in range(lengths.shape[1]):
-                l_k = lengths[:, k, None, None]
-                half_r = 0.5 * l_k * remainder[:, k, None, None]
-                peak = softrelu_hess(
-                    (magnitude - l_k * (size + half_r)).clamp_min(0.0), self.eps
-                )
-                term = peak * (size + half_r) ** 2
-                second.append(torch.sqrt(term.pow(2).flatten(1).sum(1)))
-            remainder = layer_norms[layer] * (remainder + torch.stack(second, 1))
-        if self.odd:
-            half = remainder.shape[0] // 2
-            remainder = 0.5 * (remainder[:half] + remainder[half:])
-        return remainder
 
     def residual_curvature_bound(self, pre, w, layer_norms, *, vectors=None):
         """Bound of ``||sum_i w_i Hess Phi_i(z)||_2`` at one point, per sample.

@@ -23,7 +23,9 @@ CERTIFY_GROUP = 4
 REFINE_FACTORS = 2.0 ** torch.tensor([1.5, 1.0, 0.5, -0.5, -1.0, -1.5])
 
 
-def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
+def _segment_majorant(
+    x, update, grad, L, prior, state, norms, lam, lengths, expansion=None
+):
     """``(update, g.D, C)``, the update shortened if several ``lengths``.
 
     ``lengths`` (on ``x``'s device and dtype): ``([1], None)`` bounds the
@@ -39,13 +41,17 @@ def _segment_majorant(x, update, grad, L, prior, state, norms, lam, lengths):
     cannot give the lowest are not bounded: :func:`_coarse_curvatures`).
     The step is 0 (no move) where no segment has a finite bound or
     ``g.D <= 0``.
+    ``expansion``: the prior's tangents along the update's direction and the
+    update's multiple of it (:class:`~mne_mmnet.solver.segment.SegmentMajorant`),
+    or ``None`` (computed here).
     """
     g, step = grad.detach(), update.detach()
     rate = (g * step).flatten(1).sum(1)
 
     # one forward-mode pass of the prior for all the lengths bounded below
     curvatures = SegmentMajorant(x, step, L, prior=prior, state=state,
-                                 layer_norms=norms, lam=lam)  # fmt: skip
+                                 layer_norms=norms, lam=lam,
+                                 expansion=expansion)  # fmt: skip
 
     lengths, refine = lengths
     if refine is None:

@@ -12,6 +12,7 @@ from .bounds import (
     _hvp_lambda_max,
     leadfield_norm,
 )
+from .directional import curvature_along, supports_forward_curvature
 from .length_search import CERTIFY_LENGTHS, REFINE_FACTORS, _segment_majorant
 from .objective import _energy_and_grad, normalize_sources
 from .precondition import PRECONDITIONERS, precondition
@@ -32,44 +33,29 @@ def _rows(mask, t):
     return mask if t.shape[0] == mask.shape[0] else mask.repeat(2, 1, 1)
 
 
-def _directional_curvature(x, y, L, prior, lam, direction, graph=None):
-    """``d' H d`` per sample with one Hessian-vector product.
+def _directional_curvature(x, y, L, prior, lam, direction, state):
+    """``d' H d`` per sample and the prior's tangents along ``d`` (or None).
 
-    ``graph``: ``(leaf, gradient)`` of an earlier energy pass at ``x`` whose
-    gradient kept its graph (:func:`_evaluate`); the product then
-    differentiates it (used once: the graph is freed) instead of computing
-    the energy and gradient again.
+    In forward mode from the energy pass's prior ``state``
+    (:func:`~mne_mmnet.solver.directional.curvature_along`); with a prior
+    that has no such expansion, one Hessian-vector product through autograd.
     """
-    if graph is None:
-        x_leaf = x.detach().requires_grad_(True)
-        _, grad, _, x_leaf = _energy_and_grad(
-            x_leaf, y, L, prior, lam, create_graph=True, keep_prior_state=False
-        )
-    else:
-        x_leaf, grad = graph
-    (hvp,) = torch.autograd.grad(grad, x_leaf, direction.detach())
-    return (hvp * direction.detach()).flatten(1).sum(1)
-
-
-def _evaluate(x, y, L, prior, lam, *, create_graph, keep_graph):
-    """Energy, gradient and prior state at ``x``, and the gradient's graph.
-
-    With ``keep_graph`` (inference with directional steps), the gradient is
-    computed with its graph, returned detached for the loop and attached as
-    ``(leaf, gradient)`` for the next iteration's curvature product, which
-    then costs no further energy and gradient pass; otherwise the graph is
-    ``None``.
-    """
-    if not keep_graph:
-        terms, grad, state, _ = _energy_and_grad(
-            x, y, L, prior, lam, create_graph=create_graph
-        )
-        return terms, grad, state, None
-    terms, grad, state, leaf = _energy_and_grad(
-        x.detach(), y, L, prior, lam, create_graph=True
+    if supports_forward_curvature(prior, state):
+        return curvature_along(x, direction, y, L, prior=prior, lam=lam, state=state)
+    x_leaf = x.detach().requires_grad_(True)
+    _, grad, _, x_leaf = _energy_and_grad(
+        x_leaf, y, L, prior, lam, create_graph=True, keep_prior_state=False
     )
-    terms = type(terms)(*(t.detach() for t in terms))
-    return terms, grad.detach(), state, (leaf, grad)
+    (hvp,) = torch.autograd.grad(grad, x_leaf, direction.detach())
+    return (hvp * direction.detach()).flatten(1).sum(1), None
+
+
+def _evaluate(x, y, L, prior, lam, *, create_graph):
+    """Energy, gradient and prior state at ``x``."""
+    terms, grad, state, _ = _energy_and_grad(
+        x, y, L, prior, lam, create_graph=create_graph
+    )
+    return terms, grad, state
 
 
 def mm_iterations(
@@ -170,20 +156,21 @@ def mm_iterations(
     forward pass), ``p = clip(p_tilde, nu_low, nu_up)`` (or ``p = nu_up``),
     and proposes ``x_i - gamma * s * t * p * g`` with ``t = 1`` (diagonal) or
     ``t = (g.d) / (d'Hd)`` for ``d = P g`` (``P = diag(p)`` or the
-    ``preconditioner``; directional; one
-    Hessian-vector product, ``t`` capped at 1000 and used when ``d'Hd <= 0``).
+    ``preconditioner``; directional; ``t`` capped at 1000 and used when
+    ``d'Hd <= 0``). ``d'Hd`` is the energy's exact second derivative along
+    ``d``, computed in forward mode from the prior's pre-activations of the
+    energy pass (:mod:`mne_mmnet.solver.directional`: two propagations of
+    the prior, whose first-order tangents the segment majorant then reuses),
+    or by one Hessian-vector product for a prior without that expansion.
     The proposal is rescaled to unit RMS, which leaves the energy unchanged,
     and its energy and gradient are computed in one pass. The safeguard
     accepts it per sample only if the energy does not increase; otherwise the
     sample keeps ``x_i`` and its multiplier ``s`` is halved (down to
     ``2**-30``), and ``s`` doubles back towards 1 after every accepted step.
     Backtracking is thus spread over iterations: one energy-and-gradient
-    evaluation per iteration, and the energy never increases. On the CPU, in
-    inference, that evaluation keeps its gradient's graph, and when every
-    sample accepted its step the next directional ``d'Hd`` differentiates
-    it (no second energy-and-gradient pass; the same numbers); this and the
-    pruned length search of certified steps synchronise with the host once
-    per iteration, which the GPU path never does. All selections use
+    evaluation per iteration, and the energy never increases. On the CPU,
+    the pruned length search of certified steps synchronises with the host
+    once per iteration, which the GPU path never does. All selections use
     :func:`torch.where`, so the loop stays differentiable
     (``create_graph=True``); the bounds and the directional length ``t`` are
     treated as constants.
@@ -196,18 +183,13 @@ def mm_iterations(
     x = normalize_sources(x0)
     if not create_graph:
         x = x.detach()
-    # on the CPU, an accepted step's gradient graph serves the next curvature
-    # product (a host synchronisation per iteration: not on a GPU)
-    reuse = step == "directional" and not create_graph and x.device.type == "cpu"
-    terms, grad, state, graph = _evaluate(
-        x, y, L, prior, lam, create_graph=create_graph, keep_graph=reuse and n_iter > 0
-    )
+    terms, grad, state = _evaluate(x, y, L, prior, lam, create_graph=create_graph)
     cur_state = curvature_state
     if curvature is not None and cur_state is None:
         cur_state = curvature.init_state(x)
     scale = x.new_ones(x.shape[0])
     record = _Record(terms)
-    for it in range(n_iter):
+    for _ in range(n_iter):
         x_const = x.detach()
         # bound, projected curvature, preconditioned direction, step length
         nu_up = _upper_bound(bound, x_const, y, L, L_norm, prior, state,
@@ -219,19 +201,21 @@ def mm_iterations(
         direction = precondition(
             p, grad, L, kind=preconditioner, reg=preconditioner_reg
         )
-        length = _step_length(step, gamma, scale, x_const, y, L, prior, lam, grad,
-                              direction, graph)  # fmt: skip
-        update = _bcast(scale * length) * direction
-        # shortened to the majorant's minimiser when certifying
+        length, expansion = _step_length(step, gamma, scale, x_const, y, L, prior,
+                                         lam, grad, direction, state)  # fmt: skip
+        factor = scale * length
+        update = _bcast(factor) * direction
+        # shortened to the majorant's minimiser when certifying (from the
+        # prior's tangents along the direction when the step length has them)
         update, rate, curv = _segment_majorant(
-            x_const, update, grad, L, prior, state, layer_norms, lam, segment_lengths
-        )
+            x_const, update, grad, L, prior, state, layer_norms, lam,
+            segment_lengths, None if expansion is None else (expansion, factor),
+        )  # fmt: skip
         # the candidate's energy decides (safeguard), per sample
         candidate = normalize_sources(x - update)
-        new_terms, new_grad, new_state, new_graph = _evaluate(
-            candidate, y, L, prior, lam, create_graph=create_graph,
-            keep_graph=reuse and it < n_iter - 1,
-        )  # fmt: skip
+        new_terms, new_grad, new_state = _evaluate(
+            candidate, y, L, prior, lam, create_graph=create_graph
+        )
         descends = new_terms.total <= terms.total
         moves = rate > 0  # a certified step of length 0 is not a step
         accept = descends & moves if safeguard else torch.ones_like(descends)
@@ -242,8 +226,6 @@ def mm_iterations(
             (candidate, new_grad, new_terms, new_state), scale,
         )  # fmt: skip
         record.energies(terms)
-        # the kept graph is the new iterate's only if every sample moved there
-        graph = new_graph if new_graph is not None and bool(accept.all()) else None
     trace = record.trace(n_iter)
     if return_state:
         return x, trace, cur_state
@@ -334,20 +316,21 @@ def _projected_curvature(curvature, grad, x, cur_state, nu_up, nu_low_ratio, rec
     return torch.minimum(torch.maximum(p_tilde, lower), upper), cur_state
 
 
-def _step_length(step, gamma, scale, x, y, L, prior, lam, grad, direction, graph):
-    """``gamma`` (diagonal) or ``gamma (g.d) / (d'Hd)`` (directional), per sample.
+def _step_length(step, gamma, scale, x, y, L, prior, lam, grad, direction, state):
+    """Step length and the prior's tangents along ``direction`` (or None).
 
-    ``graph``: the gradient's graph at ``x`` when kept (or ``None``).
+    ``gamma`` (diagonal) or ``gamma (g.d) / (d'Hd)`` (directional), per
+    sample; ``state``: the prior's state at ``x``.
     """
     if step != "directional":
-        return torch.full_like(scale, gamma)
+        return torch.full_like(scale, gamma), None
     tiny = torch.finfo(x.dtype).tiny
     g_dot_d = (grad * direction).detach().flatten(1).sum(1)
-    d_h_d = _directional_curvature(x, y, L, prior, lam, direction, graph)
+    d_h_d, expansion = _directional_curvature(x, y, L, prior, lam, direction, state)
     # 1-D MM step along d; 1 would be the diagonal step
     ratio = g_dot_d / d_h_d.clamp_min(tiny)
     ratio = torch.where(d_h_d > 0, ratio, torch.full_like(ratio, math.inf))
-    return gamma * ratio.clamp(max=_MAX_DIRECTIONAL_RATIO)
+    return gamma * ratio.clamp(max=_MAX_DIRECTIONAL_RATIO), expansion
 
 
 def _accept_step(accept, current, candidate, scale):

@@ -20,7 +20,7 @@ certified second-order remainder (a Taylor model in ``s``):
 * prior term ``1 - <e, Phi(r e)> / |Phi|`` on the unit direction
   ``e(s) = x(s) / |x(s)|`` (the energy's scale-invariant prior term): ``e(s)``
   has the same curvature bound; ``Phi`` along ``z(s) = r e(s)`` is expanded
-  by :meth:`~mne_mmnet.networks.SoftReLUAutoencoder.segment_expansion`
+  by :meth:`~mne_mmnet.networks.TaylorExpansions.segment_expansion`
   (exact tangent, remainder from the SoftReLU's curvature on each layer's
   actual pre-activations, carried through the certified layer norms); the
   cosine's own second-order term uses the block structure of its Hessian
@@ -80,6 +80,22 @@ class _Line:
         return torch.where(w_min > 0, bound, torch.full_like(bound, math.inf))
 
 
+def _scaled_expansion(expansion, factor):
+    """Return the prior's tangents along ``update = factor * d`` from ``d``'s.
+
+    ``expansion = (tangents, phi_tangent)`` of
+    :func:`~mne_mmnet.solver.directional.curvature_along` for ``d``: the
+    segment ``x - s update`` has the unit tangent ``-factor`` times ``d``'s,
+    and the tangents are linear in it (both passes of an odd prior carry the
+    sample's factor).
+    """
+    tangents, phi1 = expansion
+    scale = -factor[:, None, None]
+    stacked = [scale if len(t) == len(scale) else scale.repeat(2, 1, 1)
+               for t in tangents]  # fmt: skip
+    return [s * t for s, t in zip(stacked, tangents)], scale * phi1
+
+
 class _PriorSegment:
     """The prior term's expansion along one step; :meth:`bound` for any lengths.
 
@@ -89,7 +105,7 @@ class _PriorSegment:
     computed once.
     """
 
-    def __init__(self, x, update, prior, state, layer_norms):
+    def __init__(self, x, update, prior, state, layer_norms, expansion=None):
         self.r = math.sqrt(x[0].numel())
         x_norm = torch.sqrt(_sq_norm(x))[:, None, None]
         e0 = x / x_norm
@@ -98,7 +114,10 @@ class _PriorSegment:
         self.line = _Line(x, update)
         self.norms = layer_norms.to(device=x.device, dtype=x.dtype)
         self.prior, self.pre = prior, state.pre
-        self.tangents, phi1 = prior.segment_tangents(state.pre, self.r * e1)
+        if expansion is None:
+            self.tangents, phi1 = prior.segment_tangents(state.pre, self.r * e1)
+        else:
+            self.tangents, phi1 = _scaled_expansion(*expansion)
         phi = state.phi
         self.phi_norm = torch.sqrt(_sq_norm(phi))
         cos = _dot(e0, phi) / self.phi_norm
@@ -135,10 +154,15 @@ class SegmentMajorant:
     :func:`segment_curvatures`; what does not depend on the lengths (the
     data's line ``L x - s L D``, the tangents of the prior's expansion) is
     computed once, so several sets of lengths cost one forward-mode pass of
-    the prior in all. Parameters as :func:`segment_curvatures`.
+    the prior in all, and none when ``expansion`` gives the prior's tangents
+    along the step's direction ``d`` with ``update = factor * d`` as
+    ``(expansion, factor)`` (from
+    :func:`~mne_mmnet.solver.directional.curvature_along`). Other parameters
+    as :func:`segment_curvatures`.
     """
 
-    def __init__(self, x, update, L, *, prior, state, layer_norms, lam):
+    def __init__(self, x, update, L, *, prior, state, layer_norms, lam,
+                 expansion=None):  # fmt: skip
         with torch.no_grad():  # a constant of the step (no graph through it)
             x, update, L = x.detach(), update.detach(), L.detach()
             self.x, self.lam = x, lam
@@ -152,7 +176,9 @@ class SegmentMajorant:
                     and hasattr(prior, "segment_tangents")
                 )  # fmt: skip
                 if usable:
-                    self.prior = _PriorSegment(x, update, prior, state, layer_norms)
+                    self.prior = _PriorSegment(
+                        x, update, prior, state, layer_norms, expansion
+                    )
                 else:
                     self.no_prior_bound = True
 

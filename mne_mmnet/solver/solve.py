@@ -88,9 +88,10 @@ def solve_mm(
         learned curvature). ``'auto'``: the model's, or ``'analytic'``.
     step : 'diagonal' | 'directional' | None
         Diagonal step ``x - gamma p g``, or a step along ``d = p g`` whose
-        length ``(g.d) / (d' H(x) d)`` uses the curvature at ``x`` from one
-        Hessian-vector product (a Newton step along ``d``: no majorant covers
-        it, its descent is checked). ``None``: the model's, or
+        length ``(g.d) / (d' H(x) d)`` uses the exact curvature at ``x``
+        along ``d`` (:mod:`mne_mmnet.solver.directional`; a Newton step
+        along ``d``: no majorant covers it, so it is checked or cut to a
+        certified length, see ``guarantee``). ``None``: the model's, or
         ``'diagonal'``.
     init : 'random' | 'mne' | 'sloreta' | 'prior' | 'gated' | None
         Start: ``1e-3 N(0, 1)`` (seeded), a linear inverse, the prior
