@@ -10,7 +10,10 @@ the minimiser of a majorant valid on its whole segment, see
 registry, model card rewritten with its training-data record kept. The
 weights are stored in float16 as before, so they are unchanged bit for bit.
 The default ``broad`` is rebuilt by ``tools/train_gate.py --ship`` followed
-by this script.
+by this script. ``--out PATH`` writes the model there instead of installing
+it (``name`` may then be a model file, e.g. a candidate to benchmark)::
+
+    python tools/set_guarantee.py W/gate_v3/model.pt certified --out W/cand.pt
 """
 
 import argparse
@@ -23,6 +26,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("guarantee", choices=("checked", "certified"))
+    parser.add_argument("--out", type=Path, help="write here, do not install")
     opts = parser.parse_args()
     from mne_mmnet.pretrained import _install_shipped_model, load_model, save_model
 
@@ -35,6 +39,11 @@ def main():
         previous=before,
         date=datetime.date.today().isoformat(),
     )
+    if opts.out is not None:
+        save_model(net, opts.out, metadata=meta, weights_dtype="float16",
+                   overwrite=True, verbose=False)  # fmt: skip
+        print(f"{opts.name}: guarantee {before} -> {opts.guarantee}; wrote {opts.out}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         fname = save_model(net, Path(tmp) / f"{opts.name}.pt", metadata=meta,
                            weights_dtype="float16", verbose=False)  # fmt: skip
