@@ -14,6 +14,11 @@ by this script. ``--out PATH`` writes the model there instead of installing
 it (``name`` may then be a model file, e.g. a candidate to benchmark)::
 
     python tools/set_guarantee.py W/gate_v3/model.pt certified --out W/cand.pt
+
+``--ship-as NAME`` installs a model file under that shipped name::
+
+    python tools/set_guarantee.py checkpoints/broad-candidate.pt certified \
+        --ship-as broad
 """
 
 import argparse
@@ -27,6 +32,7 @@ def main():
     parser.add_argument("name")
     parser.add_argument("guarantee", choices=("checked", "certified"))
     parser.add_argument("--out", type=Path, help="write here, do not install")
+    parser.add_argument("--ship-as", help="install under this name (default: name)")
     opts = parser.parse_args()
     from mne_mmnet.pretrained import _install_shipped_model, load_model, save_model
 
@@ -44,10 +50,11 @@ def main():
                    overwrite=True, verbose=False)  # fmt: skip
         print(f"{opts.name}: guarantee {before} -> {opts.guarantee}; wrote {opts.out}")
         return
+    name = opts.ship_as or opts.name
     with tempfile.TemporaryDirectory() as tmp:
-        fname = save_model(net, Path(tmp) / f"{opts.name}.pt", metadata=meta,
+        fname = save_model(net, Path(tmp) / f"{Path(name).stem}.pt", metadata=meta,
                            weights_dtype="float16", verbose=False)  # fmt: skip
-        dest = _install_shipped_model(fname, opts.name, keep_training_data=True)
+        dest = _install_shipped_model(fname, name, keep_training_data=True)
     print(f"{opts.name}: guarantee {before} -> {opts.guarantee}; installed {dest}")
 
 
