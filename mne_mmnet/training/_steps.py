@@ -86,7 +86,7 @@ def meta_gradient_step(
 def default_config(n_sources=994):
     """Return the configuration of the shipped default model (``"broad"``).
 
-    Sign-equivariant networks (odd prior 994-1024-512-1024-994,
+    Sign-equivariant networks (odd prior 994-1024-512-994,
     sign-invariant curvature inputs); the iterations start from the prior
     applied to the sLORETA estimate and take directional steps with
     ``gamma = 1`` along the leadfield-preconditioned direction (see
