@@ -78,8 +78,8 @@ class TaylorExpansions:
         Parameters
         ----------
         pre : list of torch.Tensor
-            Pre-activations at ``z`` (:meth:`forward_with_preactivations`;
-            both passes stacked for an odd prior).
+            Pre-activations at ``z`` (both passes stacked for an odd prior;
+            :meth:`mne_mmnet.networks.SoftReLUAutoencoder.forward_with_preactivations`).
         tangent : torch.Tensor, shape (batch, n_sources, n_times)
             ``t``.
         remainder : torch.Tensor, shape (batch, n_lengths)
@@ -87,8 +87,9 @@ class TaylorExpansions:
         lengths : torch.Tensor, shape (batch, n_lengths)
             Segment lengths ``l`` of each sample.
         layer_norms : torch.Tensor, shape (n_layers,)
-            Certified bounds of the layer norms (:meth:`operator_norms`), on
-            the device and dtype of ``tangent``.
+            Certified bounds of the layer norms, on the device and dtype of
+            ``tangent``
+            (:meth:`mne_mmnet.networks.SoftReLUAutoencoder.operator_norms`).
 
         Returns
         -------

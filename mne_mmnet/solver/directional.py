@@ -77,7 +77,7 @@ def curvature_along(x, direction, y, L, *, prior, lam, state):
     lam : float
     state : object | None
         The prior's state at ``x`` from the energy pass (``phi`` and the
-        pre-activations ``pre``; see :func:`supports_forward_curvature`).
+        pre-activations ``pre``; see ``supports_forward_curvature``).
 
     Returns
     -------
