@@ -26,11 +26,7 @@ import math
 
 import torch
 
-from .objective import _sq_norm
-
-
-def _dot(a, b):
-    return (a * b).flatten(1).sum(1)
+from .objective import _dot, _sq_norm
 
 
 def _b(t):

@@ -50,14 +50,6 @@ def _directional_curvature(x, y, L, prior, lam, direction, state):
     return (hvp * direction.detach()).flatten(1).sum(1), None
 
 
-def _evaluate(x, y, L, prior, lam, *, create_graph):
-    """Energy, gradient and prior state at ``x``."""
-    terms, grad, state, _ = _energy_and_grad(
-        x, y, L, prior, lam, create_graph=create_graph
-    )
-    return terms, grad, state
-
-
 def mm_iterations(
     x0,
     y,
@@ -183,7 +175,9 @@ def mm_iterations(
     x = normalize_sources(x0)
     if not create_graph:
         x = x.detach()
-    terms, grad, state = _evaluate(x, y, L, prior, lam, create_graph=create_graph)
+    terms, grad, state, _ = _energy_and_grad(
+        x, y, L, prior, lam, create_graph=create_graph
+    )
     cur_state = curvature_state
     if curvature is not None and cur_state is None:
         cur_state = curvature.init_state(x)
@@ -213,7 +207,7 @@ def mm_iterations(
         )  # fmt: skip
         # the candidate's energy decides (safeguard), per sample
         candidate = normalize_sources(x - update)
-        new_terms, new_grad, new_state = _evaluate(
+        new_terms, new_grad, new_state, _ = _energy_and_grad(
             candidate, y, L, prior, lam, create_graph=create_graph
         )
         descends = new_terms.total <= terms.total

@@ -22,6 +22,11 @@ def _sq_norm(t):
     return t.flatten(1).pow(2).sum(1)
 
 
+def _dot(a, b):
+    """Inner product of each pair of flattened samples, shape (batch,)."""
+    return (a * b).flatten(1).sum(1)
+
+
 def cosine_similarity(a, b):
     """Cosine similarity of flattened samples, ``a.b / (|a| |b|)``.
 

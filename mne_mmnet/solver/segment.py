@@ -37,16 +37,12 @@ import math
 
 import torch
 
-from .objective import _sq_norm
+from .objective import _dot, _sq_norm
 
 _SQRT3 = math.sqrt(3.0)
 #: sup of ``|d^2/ds^2 (w / |w|)| |w|^2 / |w'|^2`` along a line: the maximum of
 #: ``p sqrt(4 - 3 p^2)`` over ``p = sin(angle(w, w'))``, at ``p^2 = 2 / 3``
 _LINE_CURVATURE = 2.0 / _SQRT3
-
-
-def _dot(a, b):
-    return (a * b).flatten(1).sum(1)
 
 
 def _min_sq_norm_on_segments(aa, ad, dd, lengths):
