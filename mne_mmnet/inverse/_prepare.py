@@ -166,11 +166,11 @@ def _canonical(name):
     return _ALIASES.get(key, key)
 
 
-def _channel_position(info, name):
-    loc = info["chs"][info["ch_names"].index(name)]["loc"][:3]
-    if not np.isfinite(loc).all() or not np.any(loc):
-        return None
-    return np.asarray(loc, float)
+def _channel_positions(info):
+    """``{name: position}`` of the channels of ``info`` that have one."""
+    locs = np.array([ch["loc"][:3] for ch in info["chs"]], float).reshape(-1, 3)
+    known = np.isfinite(locs).all(axis=1) & np.any(locs != 0, axis=1)
+    return {ch["ch_name"]: loc for ch, loc, k in zip(info["chs"], locs, known) if k}
 
 
 def _match_channels(info, ch_names, fwd, name):
@@ -179,10 +179,11 @@ def _match_channels(info, ch_names, fwd, name):
     Where the data carry electrode positions, a channel matched by name must
     lie within 3 cm of the forward's electrode of that name.
     """
-    rows = list(fwd["sol"]["row_names"])
+    rows = set(fwd["sol"]["row_names"])
     by_key = {}
-    for row in rows:
+    for row in fwd["sol"]["row_names"]:
         by_key.setdefault(_canonical(row), row)
+    positions, template = _channel_positions(info), _channel_positions(fwd["info"])
     matched, renamed, missing, misplaced = [], [], [], []
     for ch in ch_names:
         row = ch if ch in rows else by_key.get(_canonical(ch))
@@ -191,7 +192,7 @@ def _match_channels(info, ch_names, fwd, name):
             continue
         if row != ch:
             renamed.append(f"{ch} -> {row}")
-        mine, theirs = _channel_position(info, ch), _channel_position(fwd["info"], row)
+        mine, theirs = positions.get(ch), template.get(row)
         if mine is not None and theirs is not None:
             dist = float(np.linalg.norm(mine - theirs))
             if dist > MAX_POSITION_ERROR:
@@ -233,10 +234,11 @@ def _prepare_leadfield(fwd, ch_names, subjects_dir=None):
             "mne_mmnet.read_template_forward(), or convert yours with "
             "mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True)."
         )
-    missing = [ch for ch in ch_names if ch not in fwd["sol"]["row_names"]]
+    index = {row: k for k, row in enumerate(fwd["sol"]["row_names"])}
+    missing = [ch for ch in ch_names if ch not in index]
     if missing:  # names come from _match_channels: this is a programming error
         raise ValueError(f"Channels {missing} are not in fwd.")
-    rows = [fwd["sol"]["row_names"].index(ch) for ch in ch_names]
+    rows = [index[ch] for ch in ch_names]
     gain = np.asarray(fwd["sol"]["data"], np.float64)[rows]
     if not np.isfinite(gain).all():
         raise ValueError("fwd's gain matrix has NaN or inf entries; rebuild it.")
