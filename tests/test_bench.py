@@ -226,3 +226,34 @@ def test_generalisation_cli_writes_each_scenario(tmp_path, monkeypatch):
     le = record["paper"]["sLORETA"]["metrics"]["global_localization_error"]
     assert f"| paper | sLORETA | {le:.2f} | 1.00 |" in table
     assert _cli.main([*argv[:6], "--scenarios", "nowhere", "--out", str(tmp_path)]) == 2
+
+
+def test_generalisation_appends_running_together_keep_each_others_rows(
+    tmp_path, monkeypatch
+):
+    """Two --append runs on other scenarios of one file, one inside the other."""
+    from mne_mmnet.bench import _cli, generalisation
+
+    base = ["--suite", "generalisation", "-n", "4", "--out", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    assert (
+        _cli.main([*base, "--methods", "sLORETA", "--scenarios", "paper,negative"]) == 0
+    )
+    other = [*base, "--methods", "MNE", "--scenarios", "negative", "--append"]
+    real = generalisation.run_generalisation
+
+    def other_run_meanwhile(methods, *, scenarios, **kwargs):
+        if scenarios == ["paper"]:  # the other run starts and ends during this one
+            monkeypatch.setattr(generalisation, "run_generalisation", real)
+            assert _cli.main(other) == 0
+        return real(methods, scenarios=scenarios, **kwargs)
+
+    monkeypatch.setattr(generalisation, "run_generalisation", other_run_meanwhile)
+    mine = [*base, "--methods", "MNE", "--scenarios", "paper", "--append"]
+    assert _cli.main(mine) == 0
+    record = json.loads((tmp_path / "generalisation.json").read_text())
+    assert set(record["paper"]) == set(record["negative"]) == {"sLORETA", "MNE"}
+    commands = record["_meta"]["commands"]
+    assert sum("--scenarios negative --append" in c for c in commands) == 1
+    assert sum("--scenarios paper --append" in c for c in commands) == 1
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -1,6 +1,7 @@
 """``mne-mmnet benchmark``: score inverse methods on a held-out simulated test set."""
 
 import argparse
+import os
 import sys
 
 #: Seed of generated test sets: distinct from the simulators' default (0) used
@@ -225,7 +226,7 @@ def _run_table1(args, registry, methods, run_all):
         )  # fmt: skip
     paths = write_results(
         results, args.out, tag=tag, dataset=dataset, kind=kind, scores=args.scores,
-        append=args.append, command=_command_line(),
+        append=args.append, command=_command_line(args),
     )  # fmt: skip
     sys.stdout.write(paths["table"].read_text())
     sys.stdout.write(f"Wrote {paths['table']} and {paths['json']}\n")
@@ -263,7 +264,7 @@ def _run_generalisation(args, methods):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fname = out / f"{args.tag or 'generalisation'}.json"
-    command = _command_line()
+    command = _command_line(args)
     n = args.n_samples or 200
     record = None
     if args.append and fname.is_file():  # rows of earlier runs on the same sets
@@ -284,6 +285,8 @@ def _run_generalisation(args, methods):
             except ValueError as exc:
                 sys.stderr.write(f"{exc}\n")
                 return 2
+        if args.append and fname.is_file():  # another run may have appended since
+            record = _latest_record(fname, command)
         if record is None:
             record = dict(_meta=dict(results["_meta"], command=command, scenarios={}))
         if record["_meta"]["seed"] != results["_meta"]["seed"]:
@@ -301,6 +304,22 @@ def _run_generalisation(args, methods):
     return 0
 
 
+def _latest_record(fname, command):
+    """Read the results file as it is now, with ``command`` in its command list.
+
+    Read again before each write, so that runs appending other scenarios to
+    the same file at the same time keep each other's rows.
+    """
+    import json
+
+    record = json.loads(fname.read_text())
+    meta = record["_meta"]
+    commands = meta.setdefault("commands", [meta.get("command")])
+    if command not in commands:
+        commands.append(command)
+    return record
+
+
 def _write_generalisation(record, fname):
     import json
 
@@ -311,8 +330,13 @@ def _write_generalisation(record, fname):
     )
     meta = record["_meta"]
     head = "\n".join(f"`{c}`" for c in meta.get("commands", [meta["command"]]) if c)
-    fname.with_suffix(".md").write_text(f"{head}\n\n{table}")
-    fname.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    for path, text in (
+        (fname.with_suffix(".md"), f"{head}\n\n{table}"),
+        (fname, json.dumps(record, indent=1, default=float) + "\n"),
+    ):
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)  # atomic: a concurrent reader never sees half a file
     return table
 
 
@@ -327,9 +351,9 @@ def _runs_on(spec, n_times):
     return fixed is None or int(fixed) == int(n_times)
 
 
-def _command_line():
+def _command_line(args):
     """Return the invocation as ``mne-mmnet benchmark ...`` (for the record)."""
-    argv = list(sys.argv[1:])
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
     if argv[:1] == ["benchmark"]:
         argv = argv[1:]
     return " ".join(["mne-mmnet", "benchmark", *argv])
@@ -339,5 +363,7 @@ def main(argv=None):
     """Run the benchmark as ``python -m mne_mmnet.bench``."""
     parser = argparse.ArgumentParser(prog="python -m mne_mmnet.bench")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
+    argv = ["benchmark", *(sys.argv[1:] if argv is None else argv)]
+    args = parser.parse_args(argv)
+    args.argv = argv
     return args.func(args)
