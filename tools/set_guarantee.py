@@ -17,12 +17,18 @@ it (``name`` may then be a model file, e.g. a candidate to benchmark)::
 
 ``--ship-as NAME`` installs a model file under that shipped name::
 
-    python tools/set_guarantee.py checkpoints/broad-candidate.pt certified \
+    python tools/set_guarantee.py W/cand.pt certified \
         --ship-as broad
+
+A model whose prior continued training from the shipped one on other batches
+(a ``--carry-on`` snapshot: its metadata has ``args``, not ``train_args``)
+gets a card that records both stages: the kept record up to the step the
+continuation started from, then the continuation's batch ranges.
 """
 
 import argparse
 import datetime
+import json
 import tempfile
 from pathlib import Path
 
@@ -51,11 +57,37 @@ def main():
         print(f"{opts.name}: guarantee {before} -> {opts.guarantee}; wrote {opts.out}")
         return
     name = opts.ship_as or opts.name
+    continued = "args" in meta and "train_args" not in meta
+    if continued:
+        meta["train_args"] = meta.pop("args")
+        meta["selection"] = "lowest validation global LE (AUC breaks ties)"
     with tempfile.TemporaryDirectory() as tmp:
         fname = save_model(net, Path(tmp) / f"{Path(name).stem}.pt", metadata=meta,
                            weights_dtype="float16", verbose=False)  # fmt: skip
         dest = _install_shipped_model(fname, name, keep_training_data=True)
+    if continued:
+        _record_continuation(dest.with_suffix(".json"), meta)
     print(f"{opts.name}: guarantee {before} -> {opts.guarantee}; installed {dest}")
+
+
+def _record_continuation(card_file, meta):
+    """Write both training stages of a continued prior into the model card."""
+    card = json.loads(card_file.read_text())
+    runs = [h for h in meta["validation"] if not h.get("earlier_run")]
+    start = min(h["prior_step"] for h in runs if "prior_step" in h)
+    args = meta["train_args"]
+    card["training_data"] = dict(
+        stages=[
+            dict(card["training_data"], prior_steps=[0, start]),
+            dict(
+                simulator=card["training_data"].get("simulator"),
+                batch_ranges=args["ranges"],
+                seed=args["seed"],
+                prior_steps=[start, meta["progress"]["prior_step"]],
+            ),
+        ]
+    )
+    card_file.write_text(json.dumps(card, indent=1) + "\n")
 
 
 if __name__ == "__main__":
